@@ -1,0 +1,1 @@
+"""ComfyUI adapters (V3 API): the only layer that imports ComfyUI."""
