@@ -1,0 +1,85 @@
+"""Run API-format workflows through ComfyUI's real PromptExecutor inside this Python process.
+
+ComfyUI's modules are process-global (argument parsing, folder_paths, model management), so there is one
+instance per process, made by `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .comfy_paths import import_comfy
+
+_INSTANCE: ComfyInProcess | None = None
+
+
+class _ServerStub:
+    """The few members PromptExecutor uses from PromptServer; records the messages it is sent."""
+
+    def __init__(self) -> None:
+        self.client_id: str | None = "animereward-tests"
+        self.last_node_id: str | None = None
+        self.last_prompt_id: str | None = None
+        self.messages: list[tuple[str, Any]] = []
+
+    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
+        self.messages.append((event, data))
+
+    def queue_updated(self) -> None:
+        pass
+
+
+class WorkflowError(RuntimeError):
+    """A workflow failed validation or execution; the message carries ComfyUI's own error text."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class ComfyInProcess:
+    def __init__(self, comfy_dir: Path, base_dir: Path) -> None:
+        self.comfy_dir = comfy_dir
+        self.base_dir = base_dir
+        self._boot()
+        self.server = _ServerStub()
+        import execution
+
+        self._execution = execution
+
+    def _boot(self) -> None:
+        import_comfy(self.comfy_dir, self.base_dir)
+        import nodes
+
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+        self.node_classes = nodes.NODE_CLASS_MAPPINGS
+
+    def run(self, prompt: dict[str, Any], outputs: list[str] | None = None) -> dict[str, Any]:
+        """Validate and execute `prompt`; return the UI outputs per output node (history_result["outputs"])."""
+        execution = self._execution
+        prompt_id = str(uuid.uuid4())
+        valid, error, to_execute, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, outputs))
+        if not valid:
+            raise WorkflowError(f"validation failed: {error} {node_errors}", {"error": error, "node_errors": node_errors})
+        self.server.messages.clear()
+        executor = execution.PromptExecutor(
+            self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
+        )
+        executor.execute(prompt, prompt_id, {"client_id": self.server.client_id}, to_execute)
+        if not executor.success:
+            err = next((d for e, d in self.server.messages if e == "execution_error"), None)
+            msg = f"{err.get('node_type')} ({err.get('node_id')}): {err.get('exception_message')}" if err else "unknown"
+            raise WorkflowError(f"execution failed: {msg}", err)
+        return executor.history_result["outputs"]
+
+
+def start(comfy_dir: Path, base_dir: Path) -> ComfyInProcess:
+    global _INSTANCE
+    if _INSTANCE is None:
+        _INSTANCE = ComfyInProcess(comfy_dir, base_dir)
+    elif _INSTANCE.base_dir != base_dir:
+        raise RuntimeError("ComfyUI is already running in this process with another base directory")
+    return _INSTANCE

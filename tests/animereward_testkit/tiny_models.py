@@ -1,0 +1,54 @@
+"""Tiny real video models that ComfyUI's own loaders detect: Wan 2.1 (dim 128, 2 blocks) and a Wan VAE (dim 8).
+
+Built from ComfyUI's own classes with random weights, so UNETLoader/VAELoader go through the same model
+detection as for the real files. Needs ComfyUI importable (the in-process harness, or `comfy_dir` on sys.path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_WAN = "animereward_tiny_wan21.safetensors"
+TINY_VAE = "animereward_tiny_wan_vae.safetensors"
+
+
+def write_tiny_wan(models_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """Write both tiny models under models_dir (diffusion_models/, vae/) unless present; return their paths."""
+    import comfy.ldm.wan.model
+    import comfy.ldm.wan.vae
+    import comfy.ops
+    import safetensors.torch
+    import torch
+
+    out = {"unet": models_dir / "diffusion_models" / TINY_WAN, "vae": models_dir / "vae" / TINY_VAE}
+    for p in out.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if not out["unet"].exists():
+        wan = comfy.ldm.wan.model.WanModel(
+            model_type="t2v", dim=128, ffn_dim=256, num_heads=1, num_layers=2, in_dim=16, out_dim=16,
+            text_dim=4096, freq_dim=256, operations=comfy.ops.disable_weight_init,
+        )
+        safetensors.torch.save_file(_random_weights(wan.state_dict()), str(out["unet"]))
+    if not out["vae"].exists():
+        vae = comfy.ldm.wan.vae.WanVAE(
+            dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+            temperal_downsample=[False, True, True],
+        )
+        safetensors.torch.save_file(_random_weights(vae.state_dict()), str(out["vae"]))
+    return out
+
+
+def _random_weights(state: dict) -> dict:
+    """ComfyUI's `disable_weight_init` ops leave weights uninitialised: fill them, small and finite."""
+    import torch
+
+    out = {}
+    for k, v in state.items():
+        if not v.is_floating_point():
+            out[k] = v.contiguous()
+        elif k.endswith("gamma") or "norm" in k.rsplit(".", 1)[0].rsplit(".", 1)[-1]:
+            out[k] = torch.ones_like(v)
+        else:
+            out[k] = torch.randn_like(v) * 0.05
+    return out
