@@ -1,0 +1,35 @@
+"""The contract every dimension's scorer fulfils, so the facade can batch, time, move and release them alike.
+
+A scorer is a `torch.nn.Module` (so ComfyUI's model management can wrap, count and offload it) with
+preprocessing kept apart from the forward: the facade preprocesses once per clip batch, and the benchmark
+times the bare forwards on the same preprocessed tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class ClipBatch:
+    """N validated clips. frames[i] is float32 [T,H,W,3] in 0..1 on the CPU (ComfyUI's IMAGE layout)."""
+
+    frames: list[torch.Tensor]
+    prompts: list[str | None] = field(default_factory=list)
+    first_frames: list[torch.Tensor | None] = field(default_factory=list)  # each [H,W,3] or None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+class DimensionScorer(Protocol):
+    name: str  # one of animereward.dimensions.DIMENSIONS
+
+    def preprocess(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
+        """Model inputs for the whole batch, already on the module's device and dtype."""
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Scores in [0,1], shape [N], float32 (batched over the N clips in one call)."""
