@@ -1,0 +1,221 @@
+"""Safe checkpoint I/O shared by every AnimeReward dimension.
+
+The official weights are `.pth` pickles. Unpickling runs arbitrary code, so they are read only with
+`torch.load(..., weights_only=True)`; a file that needs more than that is refused, never retried unsafely.
+After the first successful read the chosen sub-dict is written once as `.safetensors` beside the `.pth`
+(same stem) and later loads read that instead (faster, and no pickle at all).
+
+Key mapping is strict: every checkpoint key is either renamed onto a parameter/buffer of our module or
+dropped on purpose by the caller's `rename` (returning None); anything missing or left over raises with
+the keys listed, so a wrong or truncated checkpoint can never load half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Keys listed in full in error messages before they are summarised.
+_MAX_LISTED = 40
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read safely, or whose keys do not fit the module."""
+
+
+def safetensors_path(path: Path) -> Path:
+    """Where the converted copy of a `.pth` lives: same folder, same stem."""
+    return Path(path).with_suffix(".safetensors")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # corrupt or truncated file
+        raise CheckpointError(
+            f"could not read {path} as safetensors ({type(exc).__name__}: {exc}); delete it to have it "
+            f"re-created from the .pth, or fetch the file again"
+        ) from exc
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The one useful line of torch's weights_only error (not its advice to retry unsafely)."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please", 1)[0]
+    return type(exc).__name__
+
+
+def _read_pth(path: Path, key: str | None) -> dict[str, torch.Tensor]:
+    """weights_only torch.load, then pick `key` and keep only tensors (no unsafe fallback ever)."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it cannot be read with torch.load(weights_only=True) "
+            f"({_unpickler_reason(exc)}). It holds Python objects beyond tensors, and unpickling them "
+            f"could run code, so it is not loaded. Use the published checkpoint file unchanged, or, only if "
+            f"you trust this file, save its {'tensors' if key is None else repr(key) + ' entry'} as "
+            f"safetensors (tensors only) beside it as {safetensors_path(path).name}: that file is then "
+            f"used instead."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"could not read checkpoint {path} ({type(exc).__name__}: {exc}); the file may be truncated or "
+            f"not a PyTorch checkpoint; fetch it again"
+        ) from exc
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            found = list(obj.keys())[:20] if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(f"checkpoint {path} has no entry {key!r} (top level: {found})")
+        obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {path}: expected a dict of tensors, got {type(obj).__name__}")
+    state: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for name, value in obj.items():
+        if isinstance(value, torch.Tensor):
+            state[str(name)] = value
+        else:
+            skipped.append(str(name))
+    if skipped:
+        # Not weights (e.g. a stored config string); they have no place in a safetensors file.
+        log.info("checkpoint %s: ignoring %d non-tensor entries: %s", path, len(skipped), skipped[:10])
+    return state
+
+
+def _prepare_for_safetensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage and non-contiguous views: give each key its own contiguous copy."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, t in state.items():
+        t = t.detach()
+        ident = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if ident in seen or not t.is_contiguous() or t.storage_offset() != 0 or (
+            t.numel() * t.element_size() != t.untyped_storage().nbytes()
+        ):
+            t = t.contiguous().clone()
+        else:
+            seen.add(ident)
+        out[name] = t
+    return out
+
+
+def _write_safetensors(state: Mapping[str, torch.Tensor], target: Path, source: Path) -> bool:
+    """Atomic write (temp file + rename) so a crash never leaves a half-written file that is preferred later."""
+    from safetensors.torch import save_file
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=str(target.parent))
+    except OSError as exc:
+        log.warning(
+            "cannot write %s beside %s (%s); the .pth will be read (weights_only) on every load",
+            target.name, source, exc,
+        )
+        return False
+    os.close(fd)
+    try:
+        save_file(_prepare_for_safetensors(state), tmp, metadata={"converted_from": source.name})
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning(
+            "cannot write %s (%s); the .pth will be read (weights_only) on every load", target, exc
+        )
+        return False
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("converted %s to %s", source, target)
+    return True
+
+
+def load_checkpoint_dict(path: Path, key: str | None) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, read safely; `.pth` files are converted once to `.safetensors` beside them.
+
+    `path` may name the `.pth` or the `.safetensors`. `key` picks the sub-dict of a `.pth` (`"model"` for
+    BLIP, `"state_dict"` for mmengine files, None for a flat dict); a `.safetensors` already holds it.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if path.is_file():
+            return _read_safetensors(path)
+        pth = path.with_suffix(".pth")
+        if not pth.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path} (nor {pth.name} beside it)")
+        path = pth
+    st = safetensors_path(path)
+    if st.is_file():
+        return _read_safetensors(st)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = _read_pth(path, key)
+    _write_safetensors(state, st, path)
+    return state
+
+
+def _listing(keys: list[str]) -> str:
+    keys = sorted(keys)
+    shown = "\n  ".join(keys[:_MAX_LISTED])
+    more = f"\n  ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
+    return f"  {shown}{more}"
+
+
+def load_state_dict_strict(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    rename: Callable[[str], str | None],
+    what: str,
+) -> None:
+    """Load `state` into `module` with every key accounted for.
+
+    `rename(official_key)` returns our parameter/buffer name, or None to drop the key deliberately (the
+    caller documents why). Missing keys, unexpected keys, two official keys landing on one name, and shape
+    mismatches all raise `CheckpointError` naming `what` and listing the keys. A module built on the meta
+    device gets the checkpoint tensors assigned (their dtype; move/cast the module afterwards).
+    """
+    mapped: dict[str, torch.Tensor] = {}
+    sources: dict[str, str] = {}
+    collisions: list[str] = []
+    for official, tensor in state.items():
+        ours = rename(official)
+        if ours is None:
+            continue
+        if ours in mapped:
+            collisions.append(f"{sources[ours]} and {official} -> {ours}")
+            continue
+        mapped[ours] = tensor
+        sources[ours] = official
+    if collisions:
+        raise CheckpointError(f"{what}: several checkpoint keys map to one parameter:\n{_listing(collisions)}")
+
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in mapped]
+    unexpected = [sources[k] for k in mapped if k not in expected]
+    problems: list[str] = []
+    if missing:
+        problems.append(f"missing keys (in the module, not in the checkpoint):\n{_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys (in the checkpoint, not in the module):\n{_listing(unexpected)}")
+    shapes = [
+        f"{sources[k]}: checkpoint {tuple(v.shape)} vs module {tuple(expected[k].shape)}"
+        for k, v in mapped.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if shapes:
+        problems.append(f"shape mismatches:\n{_listing(shapes)}")
+    if problems:
+        raise CheckpointError(f"{what}: checkpoint does not fit the model.\n" + "\n".join(problems))
+    # A module built on the meta device (no memory, no random init) takes the checkpoint tensors as they are.
+    on_meta = any(t.is_meta for t in expected.values())
+    module.load_state_dict(mapped, strict=True, assign=on_meta)
