@@ -1,0 +1,257 @@
+"""Synthetic cel-style clips with switchable defects, for tests, benchmarks and the demo.
+
+A clip is a flat/gradient sky over a ground band with a few static flat-coloured props, and a handful of
+flat-coloured shapes with dark outlines (circles, rotating rectangles, a simple character: body, head, eyes)
+moving in straight lines. Everything is drawn from signed distance fields on a pixel grid (numpy, vectorised,
+one pass per shape per frame) with a one-pixel anti-aliased edge, so optical flow sees clean edges, as it does
+on real cel animation. Deterministic by seed.
+
+Defects (any combination; `strength` scales them):
+- `flicker`: per-frame global brightness change (x 1 +- 0.2);
+- `jitter`: per-frame random offsets, of the camera (everything) and of each shape (+- 4 px at 160 wide);
+- `freeze`: the picture stops for a few frames, then jumps to where the motion had got to;
+- `distortion`: shapes stretch and squash over time (non-rigid deformation, +- 35 % per axis);
+- `static`: nothing moves (camera and shapes still).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEFECTS: tuple[str, ...] = ("flicker", "jitter", "freeze", "distortion", "static")
+
+PALETTE = np.array(
+    [
+        (0.96, 0.55, 0.45),  # salmon
+        (0.98, 0.85, 0.35),  # yellow
+        (0.45, 0.75, 0.95),  # light blue
+        (0.55, 0.85, 0.55),  # green
+        (0.85, 0.55, 0.90),  # lilac
+        (0.98, 0.98, 0.95),  # white
+        (0.35, 0.45, 0.85),  # blue
+        (0.95, 0.70, 0.80),  # pink
+    ],
+    dtype=np.float32,
+)
+OUTLINE = np.array((0.12, 0.10, 0.14), dtype=np.float32)
+
+
+@dataclass
+class _Shape:
+    kind: str  # "circle", "rect" or "character"
+    pos: np.ndarray  # centre at frame 0, pixels (x, y)
+    vel: np.ndarray  # pixels per frame
+    size: float  # radius / half-extent, pixels
+    aspect: float
+    angle: float
+    spin: float  # radians per frame (rects)
+    color: np.ndarray
+    phase: float  # for distortion
+
+
+def _coverage(sdf: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage of the inside of a signed distance field (one-pixel ramp)."""
+    return np.clip(0.5 - sdf, 0.0, 1.0)
+
+
+def _paint(img: np.ndarray, sdf: np.ndarray, color: np.ndarray, outline: float) -> None:
+    """Fill (flat colour) then a dark outline band of width `outline` around the edge, in place."""
+    fill = _coverage(sdf)[..., None]
+    img += fill * (color - img)
+    if outline > 0:
+        ring = _coverage(np.abs(sdf + outline / 2) - outline / 2)[..., None]
+        img += ring * (OUTLINE - img)
+
+
+def _ellipse_sdf(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    """Approximate signed distance to an axis-aligned ellipse (exact for circles, good for mild aspect)."""
+    k = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
+    return (k - 1.0) * min(rx, ry)
+
+
+def _box_sdf(
+    x: np.ndarray, y: np.ndarray, cx: float, cy: float, hx: float, hy: float, angle: float
+) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    u = (x - cx) * c + (y - cy) * s
+    v = -(x - cx) * s + (y - cy) * c
+    qx, qy = np.abs(u) - hx, np.abs(v) - hy
+    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0.0)
+
+
+class _Frame:
+    """One frame being drawn; shapes are painted only inside their bounding box (cost ~ shape area)."""
+
+    def __init__(self, img: np.ndarray, cam: np.ndarray, outline: float) -> None:
+        self.img, self.cam, self.outline = img, cam, outline
+        self.h, self.w = img.shape[:2]
+
+    def _region(
+        self, cx: float, cy: float, extent: float
+    ) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
+        """Slices of the bounding box and the scene coordinates of its pixels, or None when off-frame."""
+        ix, iy = cx + self.cam[0], cy + self.cam[1]
+        pad = extent + self.outline + 2.0
+        x0, x1 = max(0, int(ix - pad)), min(self.w, int(ix + pad) + 2)
+        y0, y1 = max(0, int(iy - pad)), min(self.h, int(iy + pad) + 2)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        return slice(y0, y1), slice(x0, x1), xs - self.cam[0], ys - self.cam[1]
+
+    def ellipse(
+        self, cx: float, cy: float, rx: float, ry: float, color: np.ndarray, outline: bool = True
+    ) -> None:
+        reg = self._region(cx, cy, max(rx, ry))
+        if reg is not None:
+            sy, sx, x, y = reg
+            _paint(
+                self.img[sy, sx], _ellipse_sdf(x, y, cx, cy, rx, ry), color, self.outline if outline else 0.0
+            )
+
+    def box(self, cx: float, cy: float, hx: float, hy: float, angle: float, color: np.ndarray) -> None:
+        reg = self._region(cx, cy, float(np.hypot(hx, hy)))
+        if reg is not None:
+            sy, sx, x, y = reg
+            _paint(self.img[sy, sx], _box_sdf(x, y, cx, cy, hx, hy, angle), color, self.outline)
+
+
+def _sky(rng: np.random.Generator, gradient: bool) -> np.ndarray:
+    """Top and bottom sky colours [2,3] (equal for a flat sky)."""
+    top = rng.uniform(0.45, 0.75, 3).astype(np.float32)
+    bottom = np.clip(top + rng.uniform(0.1, 0.3, 3), 0, 1).astype(np.float32)
+    return np.stack([top, bottom]) if gradient else np.stack([top, top])
+
+
+def _random_shapes(n: int, h: int, w: int, frames: int, rng: np.random.Generator) -> list[_Shape]:
+    shapes = []
+    kinds = ["character"] + [str(k) for k in rng.choice(["circle", "rect"], size=max(0, n - 1))]
+    scale = min(h, w)
+    for i, kind in enumerate(kinds):
+        size = float(rng.uniform(0.10, 0.17) * scale) if kind != "character" else float(0.16 * scale)
+        speed = rng.uniform(0.6, 1.2) * w / 100.0  # ~1-2 px/frame at 160 wide
+        ang = rng.uniform(0, 2 * np.pi)
+        vel = np.array([np.cos(ang), 0.5 * np.sin(ang)]) * speed
+        # start so that the straight path stays inside the frame (margin = size)
+        travel = vel * (frames - 1)
+        lo = np.array([size, size]) + np.maximum(-travel, 0)
+        hi = np.array([w - size, h * 0.85 - size]) - np.maximum(travel, 0)
+        pos = np.where(hi > lo, rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi)), (np.array([w, h]) / 2))
+        shapes.append(
+            _Shape(
+                kind=kind,
+                pos=pos.astype(np.float64),
+                vel=vel,
+                size=size,
+                aspect=float(rng.uniform(0.6, 1.4)),
+                angle=float(rng.uniform(0, np.pi)),
+                spin=float(rng.uniform(-0.03, 0.03)),
+                color=PALETTE[(i * 3 + int(rng.integers(0, len(PALETTE)))) % len(PALETTE)],
+                phase=float(rng.uniform(0, 2 * np.pi)),
+            )
+        )
+    return shapes
+
+
+def make_clip(
+    seed: int = 0,
+    *,
+    frames: int = 16,
+    height: int = 96,
+    width: int = 160,
+    defects: Iterable[str] = (),
+    strength: float = 1.0,
+    shapes: int = 3,
+    gradient: bool = True,
+) -> torch.Tensor:
+    """A cel-style clip, float32 [T,H,W,3] in 0..1 (ComfyUI IMAGE layout), deterministic by seed.
+
+    The same seed gives the same scene and motion with or without defects (defects draw from their own
+    random stream), so a clean clip and its defective twin differ only by the defect.
+    """
+    defects = tuple(defects)
+    unknown = [d for d in defects if d not in DEFECTS]
+    if unknown:
+        raise ValueError(f"unknown defect(s) {unknown}; known: {DEFECTS}")
+    if frames < 1 or height < 2 or width < 2:
+        raise ValueError(f"need frames >= 1 and a frame of at least 2x2, got {frames}x{height}x{width}")
+    rng = np.random.default_rng(seed)
+    defect_rng = np.random.default_rng([seed, 1])
+    sky = _sky(rng, gradient)
+    ground_color = np.clip(rng.uniform(0.25, 0.55, 3), 0, 1).astype(np.float32)
+    ground_y = 0.78 * height
+    props = [
+        (
+            float(rng.uniform(0, width)),
+            float(rng.uniform(0.04, 0.09) * width),
+            float(rng.uniform(0.1, 0.25) * height),
+            PALETTE[int(rng.integers(0, len(PALETTE)))] * 0.8,
+        )
+        for _ in range(3)
+    ]
+    shape_list = _random_shapes(shapes, height, width, frames, rng)
+    static = "static" in defects
+
+    # time index each frame shows (freeze: hold a few frames, then jump to where the motion had got to)
+    shown = np.arange(frames, dtype=np.float64)
+    if "freeze" in defects and frames >= 4:
+        hold = max(2, round(frames * 0.3 * min(1.0, strength) + 1))
+        start = int(defect_rng.integers(1, max(2, frames - hold)))
+        shown[start : start + hold] = start
+    if static:
+        shown[:] = 0.0
+
+    cam = np.zeros((frames, 2))
+    jit = np.zeros((frames, len(shape_list), 2))
+    if "jitter" in defects:
+        amp = 4.0 * strength * width / 160.0
+        cam = defect_rng.uniform(-amp / 2, amp / 2, size=(frames, 2))
+        jit = defect_rng.uniform(-amp, amp, size=(frames, len(shape_list), 2))
+    gain = np.ones(frames)
+    if "flicker" in defects:
+        gain = 1.0 + 0.2 * strength * defect_rng.uniform(-1, 1, size=frames)
+
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    out = np.empty((frames, height, width, 3), dtype=np.float32)
+    outline = max(1.0, 0.024 * min(height, width))
+    for t in range(frames):
+        y = rows - cam[t, 1]  # scene row of each image row (the camera shifts everything)
+        frac = np.clip(y / max(1, height - 1), 0, 1)
+        column = sky[0] * (1 - frac) + sky[1] * frac  # [H,3]: sky and ground vary by row only
+        column += _coverage(ground_y - y) * (ground_color - column)
+        img = np.repeat(column[:, None, :], width, axis=1)
+        fr = _Frame(img, cam[t], outline)
+        for px, hw, hh, col in props:
+            fr.box(px, ground_y - hh / 2, hw, hh / 2, 0.0, col)
+        for i, s in enumerate(shape_list):
+            tt = shown[t]
+            cx, cy = s.pos + s.vel * tt + jit[t, i]
+            sx = sy = 1.0
+            if "distortion" in defects and not static:
+                wob = 0.35 * strength * np.sin(0.9 * t + s.phase)
+                sx, sy = 1.0 + wob, 1.0 - wob
+            r = s.size
+            if s.kind == "circle":
+                fr.ellipse(cx, cy, r * sx, r * s.aspect * sy, s.color)
+            elif s.kind == "rect":
+                fr.box(cx, cy, r * sx, r * s.aspect * sy, s.angle + s.spin * tt, s.color)
+            else:  # character: body, head, two eyes
+                fr.ellipse(cx, cy + 0.6 * r, 0.75 * r * sx, 0.9 * r * sy, s.color)
+                hx, hy = cx, cy - 0.75 * r * sy
+                fr.ellipse(hx, hy, 0.6 * r * sx, 0.6 * r * sy, PALETTE[5])
+                for ex in (-0.22, 0.22):
+                    fr.ellipse(hx + ex * r * sx, hy, 0.08 * r + 0.5, 0.14 * r + 0.5, OUTLINE, outline=False)
+        out[t] = np.clip(img * gain[t], 0.0, 1.0)
+    return torch.from_numpy(out)
+
+
+def defect_suite(seed: int = 0, **kwargs: object) -> dict[str, torch.Tensor]:
+    """The clean clip and one twin per defect (same seed, same scene): {"clean": ..., "flicker": ..., ...}."""
+    return {"clean": make_clip(seed, **kwargs)} | {
+        d: make_clip(seed, defects=(d,), **kwargs) for d in DEFECTS
+    }
