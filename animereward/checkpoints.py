@@ -1,7 +1,12 @@
 """Safe checkpoint I/O shared by every AnimeReward dimension.
 
 The official weights are `.pth` pickles. Unpickling runs arbitrary code, so they are read only with
-`torch.load(..., weights_only=True)`; a file that needs more than that is refused, never retried unsafely.
+`torch.load(..., weights_only=True)`, never retried unsafely. They are training checkpoints, though, and their
+metadata (mmengine `meta`/`message_hub`, BLIP `config`) may hold a few objects torch's default allowlist
+refuses. Then the globals the file needs are listed statically; if every one is on the allowlist of inert
+training metadata (checkpoint_allowlist.py: our own do-nothing stand-ins, also for numpy values) the file is
+loaded again, still weights_only, with just those names bound to the stand-ins. Any other global
+(`os.system`, `eval`, a `__reduce__` to anything) leaves the file refused, with the file and globals named.
 After the first successful read the chosen sub-dict is written once as `.safetensors` beside the `.pth`
 (same stem) and later loads read that instead (faster, and no pickle at all).
 
@@ -16,16 +21,23 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import checkpoint_allowlist
+
 log = logging.getLogger(__name__)
 
 # Keys listed in full in error messages before they are summarised.
 _MAX_LISTED = 40
+
+# torch's safe-globals registry is process-wide: one allowlisted load of ours at a time.
+_ALLOWLIST_LOCK = threading.Lock()
 
 
 class CheckpointError(RuntimeError):
@@ -51,25 +63,115 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _unpickler_reason(exc: BaseException) -> str:
     """The one useful line of torch's weights_only error (not its advice to retry unsafely)."""
-    for line in str(exc).splitlines():
+    lines = [line.strip() for line in str(exc).splitlines()]
+    for i, line in enumerate(lines):
         if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please", 1)[0]
+            # The reason follows on the same line, or (for BUILD/NEWOBJ refusals) on the next non-empty one.
+            rest = [line.split("WeightsUnpickler error:", 1)[1].strip(), *lines[i + 1 :]]
+            reason = next((r for r in rest if r), "")
+            return reason.split(". Please", 1)[0] or type(exc).__name__
+    for line in lines:  # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+        if "GLOBAL" in line:
+            return line.rstrip(".")
     return type(exc).__name__
+
+
+def _refusal(path: Path, key: str | None, exc: BaseException, refused: list[str]) -> CheckpointError:
+    """The error for a file weights_only cannot read: names the file and the offending globals (or, when
+    none were listed, torch's reason, which names only the first global it met, possibly an allowed one)."""
+    why = (
+        f"it needs globals that are not on the allowlist of inert training metadata: {', '.join(refused)}"
+        if refused
+        else _unpickler_reason(exc)
+    )
+    return CheckpointError(
+        f"refusing to load {path}: it cannot be read with torch.load(weights_only=True) "
+        f"({why}). It holds Python objects beyond tensors, and unpickling them "
+        f"could run code, so it is not loaded. Use the published checkpoint file unchanged, or, only if "
+        f"you trust this file, save its {'tensors' if key is None else repr(key) + ' entry'} as "
+        f"safetensors (tensors only) beside it as {safetensors_path(path).name}: that file is then "
+        f"used instead."
+    )
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Globals the pickle names beyond torch's allowlist (static scan, nothing built); [] if unlistable."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+        return []  # legacy format, unsupported opcode, bad zip: keep the plain refusal
+
+
+def _registered_name(entry: object) -> str:
+    """The dotted name a safe-globals entry answers to (torch's rule: the tuple's string, else
+    `__module__.__qualname__`)."""
+    if isinstance(entry, tuple):
+        return str(entry[1])
+    return f"{getattr(entry, '__module__', '')}.{getattr(entry, '__qualname__', '')}"
+
+
+@contextmanager
+def _bound(entries: list[checkpoint_allowlist.SafeGlobal]) -> Iterator[None]:
+    """For one load, our names resolve to our stand-ins; afterwards the registry is exactly as before.
+
+    Others may have registered some of our names (ComfyUI registers the real `numpy.dtype`, `Float64DType`
+    and a `numpy.core.multiarray.scalar` wrapper). torch resolves a name registered twice to either entry,
+    and the real numpy ones cannot rebuild e.g. an int64 dtype under weights_only, so while we load, their
+    entries for OUR names are set aside (restored after). A concurrent foreign load in that window sees our
+    stand-ins under those names: inert, and only while this one-time read lasts.
+    """
+    ours = {name for _, name in entries}
+    with _ALLOWLIST_LOCK:
+        set_aside = [e for e in torch.serialization.get_safe_globals() if _registered_name(e) in ours]
+        kept = [e for e in torch.serialization.get_safe_globals() if e not in set_aside]
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals([*kept, *entries])
+        try:
+            yield
+        finally:
+            # Ours out, theirs back; anything registered meanwhile by someone else stays.
+            now = [e for e in torch.serialization.get_safe_globals() if e not in entries]
+            torch.serialization.clear_safe_globals()
+            torch.serialization.add_safe_globals([*now, *set_aside])
+
+
+def _load_weights_only(path: Path, key: str | None) -> object:
+    """torch.load(weights_only=True); on refusal, once more with the inert training-metadata globals the
+    file needs bound to our stand-ins, provided it needs nothing else. Never anything but weights_only."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = exc
+    needed = _unsafe_globals(path)
+    if not needed:  # refused for another reason (e.g. a disallowed BUILD), or the globals cannot be listed
+        raise _refusal(path, key, first, []) from first
+    _, refused = checkpoint_allowlist.resolve(needed)
+    if refused:
+        raise _refusal(path, key, first, refused) from first
+    # Names on our list that others registered are absent from `needed` but must be ours too (see _bound).
+    others = {_registered_name(e) for e in torch.serialization.get_safe_globals()}
+    entries, _ = checkpoint_allowlist.resolve(
+        [*needed, *(n for n in checkpoint_allowlist.allowlist() if n in others)]
+    )
+    log.warning(
+        "checkpoint %s is a training checkpoint: its metadata needs %s; allowed for this weights_only load "
+        "as inert stand-ins (the real classes are not imported, nothing from the file runs); only the "
+        "tensors of %s are used",
+        path, ", ".join(needed), "the file" if key is None else repr(key),
+    )
+    with _bound(entries):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise _refusal(path, key, exc, []) from exc
 
 
 def _read_pth(path: Path, key: str | None) -> dict[str, torch.Tensor]:
     """weights_only torch.load, then pick `key` and keep only tensors (no unsafe fallback ever)."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refusing to load {path}: it cannot be read with torch.load(weights_only=True) "
-            f"({_unpickler_reason(exc)}). It holds Python objects beyond tensors, and unpickling them "
-            f"could run code, so it is not loaded. Use the published checkpoint file unchanged, or, only if "
-            f"you trust this file, save its {'tensors' if key is None else repr(key) + ' entry'} as "
-            f"safetensors (tensors only) beside it as {safetensors_path(path).name}: that file is then "
-            f"used instead."
-        ) from exc
+        obj = _load_weights_only(path, key)
+    except CheckpointError:
+        raise
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"could not read checkpoint {path} ({type(exc).__name__}: {exc}); the file may be truncated or "
