@@ -1,0 +1,487 @@
+"""The AnimeReward facade: one object that loads, batches, scores and releases every enabled dimension.
+
+Why it is shaped this way:
+- Scorers load lazily (first `scorer(name)` or score call), so a loader node costs nothing until it runs, and
+  `release()` / `keep_loaded=False` keep one model resident at a time on a small GPU.
+- Work is dimension-major: all clips go through one dimension (in chunks of `batch_size`, one batched forward
+  per chunk) before the next is touched, so a model is loaded once per call, never once per clip.
+- Each clip is validated and reduced to the frames some enabled dimension reads before any per-frame work
+  (clip_validation), so a 2,000-frame clip costs what its sampled frames cost.
+- `before_forward(name, module)` runs before each chunk's preprocess: the ComfyUI layer uses it to let model
+  management move the module; the scorers read their device from their parameters when preprocessing.
+
+Frames each dimension reads: the five official models read the official 24-frame sample (DESIGN §2); the
+flow metrics read every consecutive pair of the first min(T, 144) frames (the official 144-frame window), so
+their cost is bounded for long clips and uneven sampling strides never look like jitter.
+
+Totals: a weighted mean of the scored dimensions. Weights are relative (normalised to sum 1); a dimension left
+out of a user mapping keeps the default weight 1.0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import clip_validation as cv
+from .dimensions import DIMENSIONS, FLOW_DIMENSIONS, check_dimension_names
+from .preprocess import MAX_LENGTH
+from .scorer_protocol import ClipBatch
+from .weights_layout import (
+    NOT_IMPLEMENTED,
+    DimensionNotAvailableError,
+    MissingWeightsError,
+    available_dimensions,
+    locate,
+    missing_files,
+    missing_message,
+    not_available_message,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# Which module builds each dimension (imported on first use: transformers, cv2 stay out of `import`).
+BUILDER_MODULES: dict[str, str] = {
+    "visual_smoothness": "idefics2_regression",
+    "visual_appeal": "idefics2_regression",
+    "visual_motion": "actionclip",
+    "text_video_consistency": "blip_consistency",
+    "image_video_consistency": "blip_consistency",
+    "flow_smoothness": "flow_metrics",
+    "flow_motion": "flow_metrics",
+}
+QUANTIZED_DIMENSIONS = ("visual_smoothness", "visual_appeal")  # only the Idefics2 builders take `quantization`
+QUANTIZATIONS = (None, "8bit", "4bit")
+FLOW_MAX_FRAMES = MAX_LENGTH
+# Float32 frames kept between dimensions that read the same frames (see clip_validation.FrameCache).
+FRAME_CACHE_BYTES = 2 * 1024**3
+
+Builder = Callable[..., nn.Module]
+
+
+def flow_plan(num_frames: int) -> list[int]:
+    """Consecutive frames of the official 144-frame window (the flow metrics measure frame-to-frame change)."""
+    return list(range(min(num_frames, FLOW_MAX_FRAMES)))
+
+
+def frame_plan(dimension: str) -> cv.FramePlan:
+    """The original frame numbers a dimension reads, as a function of the clip length."""
+    return flow_plan if dimension in FLOW_DIMENSIONS else cv.official_plan
+
+
+# -- results ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RewardScores:
+    """Scores of one clip.
+
+    JSON schema (`to_dict`/`to_json`, version 1; keys always present, dimensions in DIMENSIONS order):
+      {"total": float,                          weighted mean of "scores" with "weights"
+       "scores": {our dimension name: float},   each in [0, 1]
+       "weights": {our dimension name: float},  normalised: they sum to 1, same keys as "scores"
+       "official": {official key: float},       the scores under reward_infer.py's key names (no flow metrics)
+       "extras": {our dimension name: {name: float}}}  optional per-dimension details, e.g.
+                 visual_smoothness/visual_appeal: {"raw_score"} (unclamped logit / 100); a scorer whose
+                 `stats` input has named columns (`stats_names`) adds them (finite values only)
+    """
+
+    scores: dict[str, float]
+    weights: dict[str, float]
+    total: float
+    extras: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def official(self) -> dict[str, float]:
+        """Scores under the official `reward_infer.py` key names (the official dimensions only)."""
+        return {DIMENSIONS[d].official_key: s for d, s in self.scores.items() if DIMENSIONS[d].official_key}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": float(self.total),
+            "scores": {d: float(s) for d, s in self.scores.items()},
+            "weights": {d: float(w) for d, w in self.weights.items()},
+            "official": self.official(),
+            "extras": {d: dict(e) for d, e in self.extras.items()},
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RewardScores:
+        """Inverse of `to_dict` (the `official` view is derived, so it is not read back)."""
+        return cls(
+            scores={str(k): float(v) for k, v in data["scores"].items()},
+            weights={str(k): float(v) for k, v in data["weights"].items()},
+            total=float(data["total"]),
+            extras={str(k): {str(a): float(b) for a, b in v.items()} for k, v in data.get("extras", {}).items()},
+        )
+
+
+def resolve_weights(
+    user: Mapping[str, float] | None, scored: Sequence[str], arg: str = "weights"
+) -> dict[str, float]:
+    """Normalised weights over `scored`; errors name unknown, not-scored, negative and all-zero weights."""
+    if user is None:
+        raw = dict.fromkeys(scored, 1.0)
+    else:
+        if not isinstance(user, Mapping):
+            raise ValueError(f"{arg}: expected a mapping of dimension name to weight, got {type(user).__name__}")
+        unknown = [k for k in user if k not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"{arg}: unknown dimension name(s) {unknown}; known: {list(DIMENSIONS)}")
+        outside = [k for k in user if k not in scored]
+        if outside:
+            raise ValueError(
+                f"{arg}: weights given for dimension(s) {outside} that are not enabled/scored here; "
+                f"scored: {list(scored)}"
+            )
+        raw = {}
+        for d in scored:
+            w = user.get(d, 1.0)
+            try:
+                w = float(w)
+            except (TypeError, ValueError):
+                raise ValueError(f"{arg}[{d!r}]: a weight must be a number, got {w!r}") from None
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"{arg}[{d!r}]: a weight must be a finite number >= 0, got {w}")
+            raw[d] = w
+    total = sum(raw.values())
+    if total <= 0:
+        raise ValueError(f"{arg}: all weights are 0 for the scored dimensions {list(scored)}; give one a weight > 0")
+    return {d: w / total for d, w in raw.items()}
+
+
+# -- the facade ---------------------------------------------------------------------------------------------
+
+
+class AnimeReward:
+    """Every enabled dimension's scorer, loaded lazily, scored in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        dimensions: Sequence[str],
+        *,
+        paths: Mapping[str, Path] | None = None,
+        root: Path | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        quantization: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        before_forward: Callable[[str, nn.Module], None] | None = None,
+        keep_loaded: bool = True,
+        builders: Mapping[str, Builder] | None = None,
+    ) -> None:
+        """Prefer `from_folder`. paths: checkpoint file/folder per weighted dimension; builders: a
+        `build_scorer`-like callable per dimension replacing the default (tests, benchmarks)."""
+        dims = list(dict.fromkeys(dimensions))
+        if not dims:
+            raise ValueError("dimensions: no dimension enabled; enable at least one")
+        _check_enabled(dims)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype: expected a floating torch dtype, got {dtype!r}")
+        self.dimensions: tuple[str, ...] = tuple(d for d in DIMENSIONS if d in dims)
+        self.paths: dict[str, Path] = {d: Path(p) for d, p in (paths or {}).items()}
+        self.builders: dict[str, Builder] = dict(builders or {})
+        lacking = [d for d in self.dimensions if DIMENSIONS[d].needs_weights and d not in self.paths
+                   and d not in self.builders]
+        if lacking:
+            raise ValueError(
+                f"paths: no checkpoint given for {lacking}; use AnimeReward.from_folder(root, ...) to find them"
+            )
+        self.device = torch.device(device)
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization: expected one of {QUANTIZATIONS}, got {quantization!r}")
+        quantized = [d for d in self.dimensions if d in QUANTIZED_DIMENSIONS and d not in self.builders]
+        if quantization is not None and quantized and self.device.type != "cuda":
+            raise ValueError(
+                f"quantization={quantization!r} (bitsandbytes, for {quantized}) loads the weights straight onto a "
+                f"CUDA GPU, but device is {str(self.device)!r}; pass device='cuda' or quantization=None"
+            )
+        self.root = root
+        self.dtype = dtype
+        self.quantization = quantization
+        self.before_forward = before_forward
+        self.keep_loaded = keep_loaded
+        self.default_weights = dict(weights) if weights is not None else None
+        if weights is not None:
+            resolve_weights(weights, self.dimensions)  # fail at construction, not at the first score
+        self._loaded: dict[str, nn.Module] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_folder(
+        cls,
+        root: str | Path | None,
+        dimensions: Sequence[str] | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        quantization: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        before_forward: Callable[[str, nn.Module], None] | None = None,
+        keep_loaded: bool = True,
+        builders: Mapping[str, Builder] | None = None,
+    ) -> AnimeReward:
+        """Locate the files of the enabled dimensions under `root` (official or flat layout, see
+        weights_layout); nothing is loaded yet.
+
+        root None: flow metrics only. dimensions None: every dimension whose files are present, plus the flow
+        metrics. Explicitly enabled dimensions with missing files: one MissingWeightsError listing every
+        missing path. character_consistency: DimensionNotAvailableError (no implementation yet).
+        """
+        root_path = None if root is None else Path(root)
+        if root_path is not None and not root_path.is_dir():
+            raise FileNotFoundError(f"root: the weights folder {root_path} does not exist (or is not a folder)")
+        if dimensions is None:
+            present = available_dimensions(root_path) if root_path is not None else {}
+            dims = [d for d, ok in present.items() if ok] + list(FLOW_DIMENSIONS)
+            if root_path is not None and not any(present.values()):
+                log.warning("no AnimeReward weights found under %s; scoring with the flow metrics only", root_path)
+        else:
+            if isinstance(dimensions, str):
+                raise ValueError(f"dimensions: expected a list of names, got the string {dimensions!r}")
+            dims = list(dimensions)
+            _check_enabled(dims)
+        weighted = [d for d in dims if DIMENSIONS[d].needs_weights and d not in (builders or {})]
+        paths: dict[str, Path] = {}
+        if weighted:
+            if root_path is None:
+                missing = {d: [Path(_official_rel(d))] for d in weighted}
+                raise MissingWeightsError(missing_message(None, missing), missing)
+            missing_files(root_path, weighted, raise_error=True)
+            paths = {d: locate(root_path, d) for d in weighted}
+        return cls(
+            dims, paths=paths, root=root_path, dtype=dtype, device=device, quantization=quantization,
+            weights=weights, before_forward=before_forward, keep_loaded=keep_loaded, builders=builders,
+        )
+
+    def __repr__(self) -> str:
+        return f"AnimeReward(dimensions={list(self.dimensions)}, loaded={list(self._loaded)}, root={self.root})"
+
+    # -- loading -------------------------------------------------------------------------------------------
+
+    def scorer(self, name: str) -> nn.Module:
+        """The scorer module of an enabled dimension, built on first use (weights read then)."""
+        with self._lock:
+            module = self._loaded.get(name)
+            if module is not None:
+                return module
+            if name not in self.dimensions:
+                _check_enabled([name])
+                raise ValueError(f"{name} is not enabled in this AnimeReward; enabled: {list(self.dimensions)}")
+            module = self._build(name)
+            self._loaded[name] = module
+            return module
+
+    def _build(self, name: str) -> nn.Module:
+        builder = self.builders.get(name)
+        if builder is None:
+            module = importlib.import_module(f".{BUILDER_MODULES[name]}", __package__)
+            builder = module.build_scorer
+        kwargs: dict[str, Any] = {"dtype": self.dtype, "device": self.device}
+        if name in QUANTIZED_DIMENSIONS and self.quantization is not None:
+            kwargs["quantization"] = self.quantization
+        log.info("loading %s from %s", name, self.paths.get(name, "(no weights)"))
+        module = builder(name, self.paths.get(name), **kwargs)
+        if getattr(module, "name", name) != name:
+            raise RuntimeError(f"the builder for {name} returned a scorer named {module.name!r}")
+        return module
+
+    def loaded(self) -> dict[str, nn.Module]:
+        """The scorers currently built (a copy: changing it changes nothing)."""
+        with self._lock:
+            return dict(self._loaded)
+
+    def release(self, name: str | None = None) -> None:
+        """Drop a scorer's weights (all scorers when name is None); the next use loads them again."""
+        with self._lock:
+            names = list(self._loaded) if name is None else [name]
+            for n in names:
+                if n not in self.dimensions:
+                    _check_enabled([n])
+                    raise ValueError(f"{n} is not enabled in this AnimeReward; enabled: {list(self.dimensions)}")
+                self._loaded.pop(n, None)
+        if names and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- scoring -------------------------------------------------------------------------------------------
+
+    def score(
+        self,
+        frames: Any,
+        prompt: str | None = None,
+        first_frame: Any = None,
+        weights: Mapping[str, float] | None = None,
+        *,
+        dimensions: Sequence[str] | None = None,
+    ) -> RewardScores:
+        """Score one clip [T,H,W,C] (tensor, array or list of frames); see clip_validation for what is accepted."""
+        if isinstance(prompt, (list, tuple)):
+            raise ValueError("prompt: one clip takes one prompt string; use score_batch for several clips")
+        raw = [cv.as_clip(frames, "frames")]
+        prompts = cv.prompt_list(prompt, 1, "prompt")
+        firsts = [None if first_frame is None else cv.as_image(first_frame, "first_frame")]
+        return self._score(raw, prompts, firsts, weights, dimensions, "prompt", "first_frame")[0]
+
+    def score_batch(
+        self,
+        clips: Any,
+        prompts: str | Sequence[str | None] | None = None,
+        first_frames: Any = None,
+        weights: Mapping[str, float] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        should_stop: Callable[[], None] | None = None,
+        batch_size: int = 8,
+        *,
+        dimensions: Sequence[str] | None = None,
+    ) -> list[RewardScores]:
+        """Score N clips (a list of [T,H,W,C], or one [N,T,H,W,C]); clips may differ in length and size.
+
+        prompts: one string for all clips or one per clip. first_frames: one image for all, or one per clip.
+        dimensions: a subset of the enabled dimensions for this call. progress(dimension, done, total) after
+        each chunk; should_stop() before each chunk (it may raise to cancel; nothing catches it).
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        raw = cv.clip_list(clips, "clips")
+        prompt_items = cv.prompt_list(prompts, len(raw), "prompts")
+        firsts = cv.first_frame_list(first_frames, len(raw), "first_frames")
+        return self._score(raw, prompt_items, firsts, weights, dimensions, "prompts", "first_frames",
+                           progress=progress, should_stop=should_stop, batch_size=batch_size)
+
+    def _score(
+        self,
+        raw: list[cv.RawClip],
+        prompts: list[str | None],
+        firsts: list[torch.Tensor | None],
+        weights: Mapping[str, float] | None,
+        dimensions: Sequence[str] | None,
+        prompt_arg: str,
+        first_arg: str,
+        progress: Callable[[str, int, int], None] | None = None,
+        should_stop: Callable[[], None] | None = None,
+        batch_size: int = 8,
+    ) -> list[RewardScores]:
+        dims = self._dimensions_for_call(dimensions)
+        cv.require_inputs(dims, prompts, firsts, prompt_arg, first_arg)
+        if weights is not None:
+            norm = resolve_weights(weights, dims)
+        elif self.default_weights is not None:
+            norm = resolve_weights({d: w for d, w in self.default_weights.items() if d in dims}, dims,
+                                   "weights (AnimeReward default)")
+        else:
+            norm = resolve_weights(None, dims)
+        plans = {d: frame_plan(d) for d in dims}
+        unique_plans = list({id(p): p for p in plans.values()}.values())
+        clips = [cv.validate_clip(c, unique_plans) for c in raw]
+        frame_cache = cv.FrameCache(clips, FRAME_CACHE_BYTES)
+        n = len(clips)
+        scores: list[dict[str, float]] = [{} for _ in range(n)]
+        extras: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+        with torch.no_grad():
+            for d in dims:
+                module = self.scorer(d)
+                try:
+                    for start in range(0, n, batch_size):
+                        if should_stop is not None:
+                            should_stop()
+                        sl = slice(start, min(n, start + batch_size))
+                        batch = ClipBatch(
+                            frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
+                            prompts=prompts[sl],
+                            first_frames=firsts[sl],
+                        )
+                        values, info = self._run(d, module, batch)
+                        for i, v in enumerate(values):
+                            scores[start + i][d] = v
+                            if info[i]:
+                                extras[start + i][d] = info[i]
+                        if progress is not None:
+                            progress(d, sl.stop, n)
+                finally:
+                    if not self.keep_loaded:
+                        self.release(d)
+                del module
+        del frame_cache
+        results = []
+        for i in range(n):
+            total = float(sum(norm[d] * scores[i][d] for d in dims))
+            results.append(RewardScores(scores=scores[i], weights=dict(norm), total=total, extras=extras[i]))
+        return results
+
+    def _dimensions_for_call(self, dimensions: Sequence[str] | None) -> list[str]:
+        if dimensions is None:
+            return list(self.dimensions)
+        if isinstance(dimensions, str):
+            raise ValueError(f"dimensions: expected a list of names, got the string {dimensions!r}")
+        wanted = list(dict.fromkeys(dimensions))
+        _check_enabled(wanted)
+        outside = [d for d in wanted if d not in self.dimensions]
+        if outside:
+            raise ValueError(
+                f"dimensions: {outside} not enabled in this AnimeReward (enabled: {list(self.dimensions)}); "
+                f"load it with those dimensions enabled"
+            )
+        if not wanted:
+            raise ValueError("dimensions: empty; give at least one dimension to score")
+        return [d for d in self.dimensions if d in wanted]
+
+    def _run(self, name: str, module: nn.Module, batch: ClipBatch) -> tuple[list[float], list[dict[str, float]]]:
+        """before_forward → preprocess (inputs land on the module's current device) → forward → checks."""
+        if self.before_forward is not None:
+            self.before_forward(name, module)
+        inputs = module.preprocess(batch)
+        out = module(**inputs)
+        n = len(batch)
+        if not isinstance(out, torch.Tensor) or out.shape != (n,):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise RuntimeError(f"{name}: the scorer returned {shape} for {n} clips; the contract is a tensor [N]")
+        values = out.detach().float().cpu()
+        if not bool(torch.isfinite(values).all()):
+            bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+            raise RuntimeError(f"{name}: non-finite score for clip(s) {bad} of this chunk (a scorer bug)")
+        values = values.clamp(0.0, 1.0)  # the contract; guards float rounding just past the ends
+        return values.tolist(), _extras(name, module, inputs, n)
+
+
+def _extras(name: str, module: nn.Module, inputs: Mapping[str, torch.Tensor], n: int) -> list[dict[str, float]]:
+    """Per-clip details worth keeping next to the score (see RewardScores)."""
+    out: list[dict[str, float]] = [{} for _ in range(n)]
+    raw = getattr(module, "last_raw_scores", None)
+    if isinstance(raw, torch.Tensor) and raw.numel() == n:
+        for i, v in enumerate(raw.detach().float().cpu().tolist()):
+            if math.isfinite(v):
+                out[i]["raw_score"] = v
+    # A scorer whose `stats` input holds named per-clip measurements (columns named by its `stats_names`).
+    names = getattr(module, "stats_names", None)
+    stats = inputs.get("stats")
+    if names and isinstance(stats, torch.Tensor) and stats.shape == (n, len(names)):
+        for i, row in enumerate(stats.detach().float().cpu().tolist()):
+            out[i].update({str(k): v for k, v in zip(names, row, strict=False) if math.isfinite(v)})
+    return out
+
+
+def _official_rel(dimension: str) -> str:
+    from .weights_layout import OFFICIAL_FILES
+
+    return OFFICIAL_FILES[dimension].official
+
+
+def _check_enabled(dims: Sequence[str]) -> None:
+    """Known names, and no dimension that has a name but no implementation yet."""
+    check_dimension_names(list(dims))
+    for d in dims:
+        if d in NOT_IMPLEMENTED:
+            raise DimensionNotAvailableError(not_available_message(d))

@@ -1,0 +1,225 @@
+"""Where each dimension's weights live under a weights root, in the official layout or flat.
+
+The official hub repo (`IndexTeam/Index-anisora`, folder `reward/`) keeps every checkpoint under
+`reward/weights/`. Users copy that folder in many shapes, so a root is accepted when it is any of:
+
+- the folder that holds `weights/` (the hub's `reward/` folder: `<root>/weights/<official path>`);
+- the folder above `reward/` (the hub repo itself: `<root>/reward/weights/<official path>`);
+- the `weights/` folder itself, or any folder holding the same files flat: `<root>/<official path>`,
+  `<root>/<file name>` for the `.pth` files (e.g. `<root>/checkpoint_06.pth`), and `<root>/<folder name>/`
+  holding the Idefics2 files directly instead of in `checkpoint-final/`.
+
+A `.pth` may be replaced by its converted `.safetensors` sibling (same stem; `checkpoints.py` writes it on the
+first load). An Idefics2 folder is complete when it has config.json, the safetensors weights (a single file,
+or an index and every shard it names), and the processor and tokenizer configs.
+
+`character_consistency` has no implementation yet: it is never reported available, and asking for its files
+is an error that says so. The weight-free flow metrics need no files and are not listed here.
+
+Nothing here imports more than the standard library, so ComfyUI can call it when drawing its menus.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dimensions import ANIMEREWARD_DIMENSIONS, DIMENSIONS, WEIGHTS_SOURCE, check_dimension_names
+
+NOT_IMPLEMENTED = ("character_consistency",)
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One dimension's files: `relpath` is relative to the official `weights/` folder."""
+
+    relpath: str
+    kind: str  # "file" (a .pth checkpoint) or "folder" (an HF checkpoint folder)
+
+    @property
+    def official(self) -> str:
+        """The path relative to the hub's `reward/` folder, as error messages show it."""
+        return f"weights/{self.relpath}"
+
+
+# Paths relative to the official `reward/weights/` folder (DESIGN §2 "Checkpoint files").
+OFFICIAL_FILES: dict[str, WeightsEntry] = {
+    "visual_appeal": WeightsEntry(
+        "mantis-8b-idefics2-video-eval-24frame-quality_4096_regression/checkpoint-final", "folder"
+    ),
+    "visual_smoothness": WeightsEntry(
+        "mantis-8b-idefics2-video-eval-24frame-benchmark-1epoch_4096_regression/checkpoint-final", "folder"
+    ),
+    "image_video_consistency": WeightsEntry("Pretrain_humangt_meanvideo_trainset_wGT/checkpoint_06.pth", "file"),
+    "text_video_consistency": WeightsEntry(
+        "Pretrain_text_humangt_meanvideo_trainset_wGT_random_samescore/checkpoint_05.pth", "file"
+    ),
+    "visual_motion": WeightsEntry("testvl-pre76-top187-rec69.pth", "file"),
+}
+
+# Files an Idefics2 `checkpoint-final/` needs besides its weights (what AutoConfig/AutoProcessor read).
+IDEFICS2_CONFIG_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+IDEFICS2_TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer.model")  # one of them
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Files of enabled dimensions are missing; `missing` maps each dimension to every missing path."""
+
+    def __init__(self, message: str, missing: dict[str, list[Path]]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class DimensionNotAvailableError(ValueError):
+    """A dimension that has a name but no implementation yet (character_consistency)."""
+
+
+def not_available_message(dimension: str) -> str:
+    return (
+        f"{dimension} is not available yet: it has no implementation in this version (its Grounding-DINO + "
+        f"SAM2 + BLIP-L pipeline is planned). Remove it from the enabled dimensions."
+    )
+
+
+def _check_weighted(dimensions: Iterable[str]) -> list[str]:
+    dims = list(dimensions)
+    check_dimension_names(dims)
+    for d in dims:
+        if d in NOT_IMPLEMENTED:
+            raise DimensionNotAvailableError(not_available_message(d))
+    return [d for d in dims if DIMENSIONS[d].needs_weights]
+
+
+def _bases(root: Path) -> list[Path]:
+    """Folders that may play the role of the official `weights/`, most specific first."""
+    return [root / "weights", root / "reward" / "weights", root]
+
+
+def _file_candidates(base: Path, entry: WeightsEntry) -> list[Path]:
+    rel = Path(entry.relpath)
+    out: list[Path] = []
+    for p in (base / rel, base / rel.name):  # official path under the base, or the bare file name
+        out += [p.with_suffix(".safetensors"), p]  # the converted copy is preferred (no pickle)
+    return out
+
+
+def _folder_candidates(base: Path, entry: WeightsEntry) -> list[Path]:
+    rel = Path(entry.relpath)  # <name>/checkpoint-final
+    return [base / rel, base / rel.parent]
+
+
+def _idefics2_missing(folder: Path) -> list[Path]:
+    """Every file the folder lacks (empty when complete); a folder that does not exist lacks config.json."""
+    missing = [folder / n for n in IDEFICS2_CONFIG_FILES if not (folder / n).is_file()]
+    if not any((folder / n).is_file() for n in IDEFICS2_TOKENIZER_FILES):
+        missing.append(folder / IDEFICS2_TOKENIZER_FILES[0])
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError):
+            shards = []
+            missing.append(index)  # unreadable index: as good as missing (fetch it again)
+        missing += [folder / s for s in shards if not (folder / s).is_file()]
+    elif not (folder / "model.safetensors").is_file():
+        missing.append(folder / "model.safetensors")
+    return missing
+
+
+def _preferred_base(root: Path) -> Path:
+    """Where missing files are expected: the `weights/` folder found, else the root itself if it already
+    holds some of the files flat, else `<root>/weights` (the official layout)."""
+    for base in _bases(root)[:2]:
+        if base.is_dir():
+            return base
+    for entry in OFFICIAL_FILES.values():
+        cands = _file_candidates(root, entry) if entry.kind == "file" else _folder_candidates(root, entry)
+        if any(c.exists() for c in cands):
+            return root
+    return root / "weights"
+
+
+def _find(root: Path, dimension: str) -> tuple[Path | None, list[Path]]:
+    """(the file or folder found, []) or (None, every path missing at the preferred location)."""
+    entry = OFFICIAL_FILES[dimension]
+    if entry.kind == "file":
+        for base in _bases(root):
+            for cand in _file_candidates(base, entry):
+                if cand.is_file():
+                    return cand, []
+        return None, [_preferred_base(root) / entry.relpath]
+    incomplete: list[Path] = []
+    for base in _bases(root):
+        for cand in _folder_candidates(base, entry):
+            if not cand.is_dir():
+                continue
+            missing = _idefics2_missing(cand)
+            if not missing:
+                return cand, []
+            if (cand / "config.json").is_file() and not incomplete:
+                incomplete = missing  # a started folder: report what it lacks, not a second location
+    if incomplete:
+        return None, incomplete
+    folder = _preferred_base(root) / entry.relpath
+    return None, _idefics2_missing(folder)
+
+
+def available_dimensions(root: str | Path | None) -> dict[str, bool]:
+    """For each of the six weighted dimensions: are its files complete under `root`? (flow metrics: not listed,
+    they need no files; character_consistency: always False, not implemented yet)."""
+    out = dict.fromkeys(ANIMEREWARD_DIMENSIONS, False)
+    if root is None or not Path(root).is_dir():
+        return out
+    for d in OFFICIAL_FILES:
+        out[d] = _find(Path(root), d)[0] is not None
+    return out
+
+
+def locate(root: str | Path, dimension: str) -> Path:
+    """The checkpoint file (`.safetensors` preferred over `.pth`) or HF folder of one dimension."""
+    if not _check_weighted([dimension]):
+        raise ValueError(f"{dimension} needs no weights (it is a weight-free metric)")
+    found, missing = _find(Path(root), dimension)
+    if found is None:
+        raise MissingWeightsError(missing_message(Path(root), {dimension: missing}), {dimension: missing})
+    return found
+
+
+def missing_files(
+    root: str | Path, dimensions: Sequence[str], *, raise_error: bool = False
+) -> dict[str, list[Path]]:
+    """Every missing path per requested dimension ([] when complete; weight-free dimensions always []).
+
+    raise_error: raise one `MissingWeightsError` listing everything missing, for every dimension, if any.
+    """
+    root = Path(root)
+    weighted = set(_check_weighted(dimensions))
+    out: dict[str, list[Path]] = {}
+    for d in dimensions:
+        out[d] = _find(root, d)[1] if d in weighted else []
+    if raise_error and any(out.values()):
+        raise MissingWeightsError(missing_message(root, out), {d: p for d, p in out.items() if p})
+    return out
+
+
+def missing_message(root: Path | None, missing: dict[str, list[Path]]) -> str:
+    """One message listing every missing path, where the files come from and the exact layout expected."""
+    missing = {d: p for d, p in missing.items() if p}
+    where = "no weights folder was given" if root is None else f"under {root}"
+    lines = [f"AnimeReward weights missing for {', '.join(missing)} ({where}):"]
+    for d, paths in missing.items():
+        for p in paths:
+            lines.append(f"  {d}: {p}")
+    lines.append(f"Get them from {WEIGHTS_SOURCE}; the files go in this layout (relative to reward/):")
+    for d in missing:
+        entry = OFFICIAL_FILES[d]
+        extra = ("/ (config.json, model*.safetensors, processor and tokenizer files)" if entry.kind == "folder"
+                 else " (or its converted .safetensors)")
+        lines.append(f"  {d}: {entry.official}{extra}")
+    lines.append(
+        "The root may be the reward/ folder, the folder above it, or the weights/ folder; files may also "
+        "lie flat in the root (e.g. checkpoint_06.pth or <checkpoint folder name>/...)."
+    )
+    return "\n".join(lines)
