@@ -4,4 +4,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-NODES: list[type[io.ComfyNode]] = []
+from .best_of_n_node import AnimeRewardBestOfN
+from .loader_node import AnimeRewardLoader, AnimeRewardWeights
+from .score_node import AnimeRewardOverlay, AnimeRewardScore
+from .synthetic_node import AnimeRewardSyntheticClips
+
+NODES: list[type[io.ComfyNode]] = [
+    AnimeRewardLoader,
+    AnimeRewardWeights,
+    AnimeRewardScore,
+    AnimeRewardOverlay,
+    AnimeRewardBestOfN,
+    AnimeRewardSyntheticClips,
+]

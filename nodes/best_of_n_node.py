@@ -1,0 +1,136 @@
+"""AnimeReward Best-of-N: rerank N generated candidate clips and keep the best."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from comfy_api.latest import io
+
+from .errors import NodeInputError
+from .scoring import dimensions_for_inputs, score_clips, ui_payload
+from .types import AnimeRewardType, RewardWeightsType
+
+NODE = "AnimeReward Best-of-N"
+
+
+def split_candidates(images: list[torch.Tensor], frames_per_clip: int) -> torch.Tensor:
+    """N candidate clips as [N,T,H,W,C], from a list of clips or one N×T batch (what VAEDecode gives)."""
+    if len(images) > 1:  # a list of clips (e.g. from a list-producing node)
+        lengths = {tuple(c.shape) for c in images}
+        if len(lengths) > 1:
+            raise NodeInputError(NODE, "images", f"the clips in the list differ in shape: {sorted(lengths)}.",
+                                 "generate every candidate with the same length and size.")
+        return torch.stack(images)
+    batch = images[0]
+    b = batch.shape[0]
+    if frames_per_clip <= 0:
+        raise NodeInputError(NODE, "frames_per_clip", "is 0, so the batch cannot be split into clips.",
+                             "set it to the frame count of one clip (the 'length' of the empty video latent).")
+    if b % frames_per_clip:
+        raise NodeInputError(NODE, "images", f"has {b} frames, not a multiple of frames_per_clip={frames_per_clip}.",
+                             "set frames_per_clip to the frame count of one decoded clip "
+                             "(for Wan: the latent 'length', i.e. 4·k+1).")
+    return batch.reshape(b // frames_per_clip, frames_per_clip, *batch.shape[1:])
+
+
+def pick_latent(latents: list[dict] | None, n: int, index: int) -> dict | None:
+    """The latent of the winning candidate from an N-batch LATENT (or a list of N single latents)."""
+    if not latents:
+        return None
+    if len(latents) > 1:
+        if len(latents) != n:
+            raise NodeInputError(NODE, "latents", f"{len(latents)} latents for {n} clips.",
+                                 "connect the latent batch the candidates were decoded from.")
+        return latents[index]
+    lat = latents[0]
+    samples = lat["samples"]
+    if samples.shape[0] != n:
+        raise NodeInputError(NODE, "latents", f"batch of {samples.shape[0]} latents for {n} clips.",
+                             "connect the sampler output that VAEDecode decoded into these clips.")
+    out = {k: v for k, v in lat.items() if k not in ("samples", "noise_mask", "batch_index")}
+    out["samples"] = samples[index:index + 1].clone()
+    mask = lat.get("noise_mask")
+    if isinstance(mask, torch.Tensor) and mask.shape[0] == n:
+        out["noise_mask"] = mask[index:index + 1].clone()
+    return out
+
+
+def _one(value: Any, default: Any = None) -> Any:
+    """is_input_list hands every input over as a list; widgets and single wires have one item."""
+    if isinstance(value, list):
+        return value[0] if value else default
+    return default if value is None else value
+
+
+class AnimeRewardBestOfN(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardBestOfN",
+            display_name=NODE,
+            category="AnimeReward",
+            description="Scores N candidate clips in batches, orders them best first and returns the best "
+                        "clip, its index, the top-k clips, a contact sheet and the best candidate's latent.",
+            inputs=[
+                AnimeRewardType.Input("reward"),
+                io.Image.Input("images", tooltip="N candidates: one N×T batch (VAEDecode of a latent batch) "
+                                                 "or a list of clips."),
+                io.Int.Input("frames_per_clip", default=0, min=0, max=100000,
+                             tooltip="Frames in one clip, to split an N×T batch. Ignored for a list of clips."),
+                io.String.Input("prompt", multiline=True, default="", optional=True),
+                io.Image.Input("first_frame", optional=True),
+                io.Latent.Input("latents", optional=True,
+                                tooltip="The latent batch of the candidates, to output the best one's latent."),
+                RewardWeightsType.Input("weights", optional=True),
+                io.Int.Input("top_k", default=2, min=1, max=64),
+                io.Int.Input("sheet_frames", default=4, min=1, max=16, tooltip="Frames per contact-sheet row."),
+                io.Boolean.Input("skip_unusable", default=False,
+                                 tooltip="Skip, with a warning, dimensions whose prompt or first frame is missing."),
+            ],
+            outputs=[
+                io.Image.Output("best", display_name="best"),
+                io.Int.Output("best_index", display_name="best_index"),
+                io.String.Output("order", display_name="order", tooltip="Candidate indices, best first."),
+                io.Image.Output("top_k_clips", display_name="top_k"),
+                io.String.Output("scores_json", display_name="scores_json"),
+                io.Image.Output("contact_sheet", display_name="contact_sheet"),
+                io.Latent.Output("best_latent", display_name="best_latent"),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_input_list=True,
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, reward, images, frames_per_clip, prompt=None, first_frame=None, latents=None,
+                weights=None, top_k=None, sheet_frames=None, skip_unusable=None) -> io.NodeOutput:
+        from ..animereward.contact_sheet import contact_sheet
+
+        handle = _one(reward)
+        clips = split_candidates(list(images), int(_one(frames_per_clip, 0)))
+        n = clips.shape[0]
+        if n < 2:
+            raise NodeInputError(NODE, "images", f"holds 1 clip of {clips.shape[1]} frames; best-of-N needs 2 or more.",
+                                 "generate several candidates (batch_size on the empty latent) or check frames_per_clip.")
+        if latents is not None:
+            pick_latent(list(latents), n, 0)  # check the batch size before spending time on scoring
+        text = _one(prompt, "") or ""
+        key = _one(first_frame)
+        key = None if key is None else key[0]
+        dims, warnings = dimensions_for_inputs(NODE, handle, text, key, bool(_one(skip_unusable, False)))
+        results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights),
+                              node_id=_one(cls.hidden.unique_id) if cls.hidden else None)
+        totals = [r.total for r in results]
+        order = sorted(range(n), key=lambda i: -totals[i])  # stable: ties keep generation order
+        best = order[0]
+        k = min(int(_one(top_k, 2)), n)
+        sheet = contact_sheet(clips, order, [r.scores for r in results], totals,
+                              frames_per_row=int(_one(sheet_frames, 4)))
+        payload = {"order": order, "best_index": best, "clips": [r.to_dict() for r in results],
+                   "warnings": warnings}
+        top = clips[order[:k]].reshape(-1, *clips.shape[2:])
+        return io.NodeOutput(clips[best], best, ",".join(map(str, order)), top, json.dumps(payload), sheet,
+                             pick_latent(list(latents) if latents is not None else None, n, best),
+                             ui=ui_payload(handle, results, warnings, order))

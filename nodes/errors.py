@@ -1,0 +1,26 @@
+"""Errors shown to the artist: which node, which input, what is wrong, how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class NodeInputError(ValueError):
+    def __init__(self, node: str, input_name: str, problem: str, fix: str | None = None) -> None:
+        msg = f"{node}: input '{input_name}': {problem}"
+        if fix:
+            msg += f" Fix: {fix}"
+        super().__init__(msg)
+        self.node, self.input_name = node, input_name
+
+
+@contextmanager
+def from_library(node: str) -> Iterator[None]:
+    """Prefix the node's name to the library's ValueErrors (which already name the input and the fix)."""
+    try:
+        yield
+    except NodeInputError:
+        raise
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"{node}: {e}") from e

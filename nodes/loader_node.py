@@ -1,0 +1,126 @@
+"""AnimeReward Loader and AnimeReward Weights nodes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from comfy_api.latest import io
+
+from . import model_folder
+from .errors import NodeInputError, from_library
+from .reward_handle import RewardHandle, torch_dtype
+from .types import AnimeRewardType, RewardWeightsType
+
+log = logging.getLogger("AnimeReward")
+
+# The dimensions the library can score today, in panel order (character consistency has its own issue).
+LOADER_DIMENSIONS = (
+    "visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
+    "image_video_consistency", "flow_smoothness", "flow_motion",
+)
+WEIGHTED = frozenset(LOADER_DIMENSIONS[:5])
+
+
+class AnimeRewardLoader(io.ComfyNode):
+    NODE_NAME = "AnimeReward Loader"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        roots = [model_folder.NO_WEIGHTS, *model_folder.weight_roots()]
+        return io.Schema(
+            node_id="AnimeRewardLoader",
+            display_name=cls.NODE_NAME,
+            category="AnimeReward",
+            description="Loads AnimeReward from a folder in models/animereward (official layout or flat). "
+                        "Weights load lazily on first use and are managed by ComfyUI like any model.",
+            inputs=[
+                io.Combo.Input("weights", options=roots, default=model_folder.NO_WEIGHTS,
+                               tooltip="A folder in models/animereward holding the official reward weights. "
+                                       "'none' scores with the weight-free flow metrics only."),
+                *[io.Boolean.Input(name, default=True, tooltip=f"Score {name}.") for name in LOADER_DIMENSIONS],
+                io.Boolean.Input("skip_missing", default=True,
+                                 tooltip="Skip enabled dimensions whose files are missing (listed on the node). "
+                                         "Off: missing files are an error listing each one."),
+                io.Combo.Input("dtype", options=["auto", "fp32", "fp16", "bf16"], default="auto"),
+                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none",
+                               tooltip="8/4-bit loading of the Idefics2 models (CUDA + bitsandbytes only)."),
+            ],
+            outputs=[AnimeRewardType.Output(display_name="reward")],
+            is_output_node=False,
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, weights: str, **_: object) -> str:
+        """Re-run when files appear in or vanish from the chosen folder, not only when inputs change."""
+        from ..animereward.weights_layout import available_dimensions
+
+        root = model_folder.weight_roots().get(weights)
+        return f"{root}:{sorted(available_dimensions(root).items()) if root else ''}"
+
+    @classmethod
+    def execute(cls, weights: str, skip_missing: bool, dtype: str, quantization: str,
+                **toggles: bool) -> io.NodeOutput:
+        from ..animereward import AnimeReward
+        from ..animereward.weights_layout import missing_files, missing_message
+
+        enabled = [d for d in LOADER_DIMENSIONS if toggles.get(d, False)]
+        if not enabled:
+            raise NodeInputError(cls.NODE_NAME, "dimensions", "every dimension is switched off.",
+                                 "switch on at least one dimension.")
+        root: Path | None = None
+        if weights != model_folder.NO_WEIGHTS:
+            root = model_folder.weight_roots().get(weights)
+            if root is None:
+                raise NodeInputError(cls.NODE_NAME, "weights", f"folder '{weights}' is not in models/animereward.",
+                                     "refresh the page (R) and pick an existing folder.")
+        wanted = [d for d in enabled if d in WEIGHTED]
+        missing: dict[str, list[str]] = {}
+        if wanted and root is None:
+            if not skip_missing:
+                raise NodeInputError(cls.NODE_NAME, "weights", f"no weights folder is chosen, but {', '.join(wanted)} "
+                                     "need their checkpoints.", "pick a folder in models/animereward, switch "
+                                     "those dimensions off, or turn on skip_missing.")
+            missing = {d: ["(no weights folder chosen)"] for d in wanted}
+        elif wanted:
+            found = missing_files(root, wanted)
+            if any(found.values()) and not skip_missing:
+                raise NodeInputError(cls.NODE_NAME, "weights", missing_message(root, found),
+                                     "add the files, switch those dimensions off, or turn on skip_missing.")
+            missing = {d: [str(p) for p in ps] for d, ps in found.items() if ps}
+        dims = [d for d in enabled if d not in missing]
+        if not dims:
+            raise NodeInputError(cls.NODE_NAME, "weights", f"no enabled dimension has its files: {missing}.",
+                                 "put the official files in the folder, or enable the flow metrics.")
+        for d, paths in missing.items():
+            log.warning("%s: skipping %s, missing %s", cls.NODE_NAME, d, ", ".join(paths))
+        handle = RewardHandle(reward=None, root=root, skipped=missing)
+        with from_library(cls.NODE_NAME):
+            handle.reward = AnimeReward.from_folder(
+                root, dims, dtype=torch_dtype(dtype), device="cpu",
+                quantization=None if quantization == "none" else quantization,
+                before_forward=handle.before_forward,
+            )
+        return io.NodeOutput(handle)
+
+
+class AnimeRewardWeights(io.ComfyNode):
+    """Per-dimension weights for the total; one node can feed Score and Best-of-N alike."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardWeights",
+            display_name="AnimeReward Weights",
+            category="AnimeReward",
+            description="Weights of each dimension in the total score (only enabled dimensions count; "
+                        "the total is the weighted mean).",
+            inputs=[io.Float.Input(d, default=1.0, min=0.0, max=10.0, step=0.05) for d in LOADER_DIMENSIONS],
+            outputs=[RewardWeightsType.Output(display_name="weights")],
+        )
+
+    @classmethod
+    def execute(cls, **weights: float) -> io.NodeOutput:
+        if not any(w > 0 for w in weights.values()):
+            raise NodeInputError("AnimeReward Weights", "weights", "all weights are 0.", "give one a weight above 0.")
+        return io.NodeOutput(dict(weights))

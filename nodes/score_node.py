@@ -1,0 +1,125 @@
+"""AnimeReward Score and AnimeReward Overlay nodes."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from comfy_api.latest import io
+
+from .errors import NodeInputError
+from .loader_node import LOADER_DIMENSIONS
+from .scoring import dimensions_for_inputs, score_clips, ui_payload
+from .types import AnimeRewardType, RewardWeightsType
+
+POSITIONS = ["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
+def frames_from(node: str, frames: torch.Tensor | None, video: object | None) -> torch.Tensor:
+    """IMAGE frames or a VIDEO's frames; exactly one of them must be connected."""
+    if frames is not None and video is not None:
+        raise NodeInputError(node, "frames", "both 'frames' and 'video' are connected.", "connect only one.")
+    if video is not None:
+        return video.get_components().images
+    if frames is None:
+        raise NodeInputError(node, "frames", "no clip connected.", "connect IMAGE frames or a VIDEO.")
+    return frames
+
+
+def first_image(first_frame: torch.Tensor | None) -> torch.Tensor | None:
+    return None if first_frame is None else first_frame[0]
+
+
+class AnimeRewardScore(io.ComfyNode):
+    NODE_NAME = "AnimeReward Score"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardScore",
+            display_name=cls.NODE_NAME,
+            category="AnimeReward",
+            description="Scores one clip on every enabled AnimeReward dimension; shows the scores on the node.",
+            inputs=[
+                AnimeRewardType.Input("reward"),
+                io.Image.Input("frames", optional=True, tooltip="The clip as IMAGE frames."),
+                io.Video.Input("video", optional=True, tooltip="Or the clip as a VIDEO."),
+                io.String.Input("prompt", multiline=True, default="", optional=True,
+                                tooltip="The text prompt of the clip (needed by the text dimensions)."),
+                io.Image.Input("first_frame", optional=True,
+                               tooltip="The conditioning image (needed by image-video consistency)."),
+                RewardWeightsType.Input("weights", optional=True),
+                io.Boolean.Input("skip_unusable", default=False,
+                                 tooltip="Skip, with a warning, dimensions whose input (prompt or first frame) "
+                                         "is missing instead of failing."),
+            ],
+            outputs=[
+                io.Float.Output("total", display_name="total"),
+                *[io.Float.Output(d, display_name=d, tooltip="-1 when this dimension was not scored")
+                  for d in LOADER_DIMENSIONS],
+                io.String.Output("json", display_name="json"),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, reward, frames=None, video=None, prompt: str = "", first_frame=None, weights=None,
+                skip_unusable: bool = False) -> io.NodeOutput:
+        clip = frames_from(cls.NODE_NAME, frames, video)
+        key = first_image(first_frame)
+        dims, warnings = dimensions_for_inputs(cls.NODE_NAME, reward, prompt, key, skip_unusable)
+        result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
+                             node_id=cls.hidden.unique_id)[0]
+        per_dim = [float(result.scores.get(d, -1.0)) for d in LOADER_DIMENSIONS]
+        return io.NodeOutput(float(result.total), *per_dim, result.to_json(),
+                             ui=ui_payload(reward, [result], warnings))
+
+
+class AnimeRewardOverlay(io.ComfyNode):
+    NODE_NAME = "AnimeReward Overlay"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardOverlay",
+            display_name=cls.NODE_NAME,
+            category="AnimeReward",
+            description="Draws a score panel (a bar per dimension and the total) on every frame.",
+            inputs=[
+                io.Image.Input("frames"),
+                io.String.Input("scores_json", force_input=True,
+                                tooltip="The json output of AnimeReward Score (or one clip of Best-of-N's)."),
+                io.Combo.Input("position", options=POSITIONS, default="top-left"),
+                io.Float.Input("opacity", default=0.85, min=0.0, max=1.0, step=0.05),
+                io.Int.Input("clip_index", default=0, min=0, max=4096,
+                             tooltip="Which clip of a Best-of-N json to draw (ignored for Score's json)."),
+            ],
+            outputs=[io.Image.Output(display_name="frames")],
+        )
+
+    @classmethod
+    def execute(cls, frames, scores_json: str, position: str, opacity: float, clip_index: int = 0) -> io.NodeOutput:
+        from ..animereward.overlay import draw_scores
+
+        entry = parse_scores_json(cls.NODE_NAME, scores_json, clip_index)
+        return io.NodeOutput(draw_scores(frames, entry["scores"], entry.get("total"), position, opacity))
+
+
+def parse_scores_json(node: str, text: str, clip_index: int = 0) -> dict:
+    """A Score json ({total, scores, ...}) or a Best-of-N json ({clips: [...]}) → one clip's entry."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise NodeInputError(node, "scores_json", f"not JSON ({e}).",
+                             "connect the json output of AnimeReward Score or Best-of-N.") from e
+    if isinstance(data, dict) and "clips" in data:
+        clips = data["clips"]
+        if not 0 <= clip_index < len(clips):
+            raise NodeInputError(node, "clip_index", f"{clip_index} is out of range for {len(clips)} clips.",
+                                 f"use 0..{len(clips) - 1}.")
+        data = clips[clip_index]
+    if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
+        raise NodeInputError(node, "scores_json", "has no 'scores' object.",
+                             "connect the json output of AnimeReward Score or Best-of-N.")
+    return data

@@ -1,0 +1,86 @@
+"""What the Score and Best-of-N nodes share: input checks, weights, progress, Cancel, the UI payload."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .comfy_compat import check_interrupt
+from .errors import NodeInputError, from_library
+from .reward_handle import RewardHandle
+
+log = logging.getLogger("AnimeReward")
+
+TEXT_DIMENSIONS = ("visual_smoothness", "visual_appeal", "text_video_consistency")
+FIRST_FRAME_DIMENSIONS = ("image_video_consistency",)
+
+
+def dimensions_for_inputs(node: str, handle: RewardHandle, prompt: str | None, first_frame: Any,
+                          skip_unusable: bool) -> tuple[list[str], list[str]]:
+    """The dimensions to score given the inputs present, and warnings for those skipped.
+
+    A text dimension without a prompt, or image-video consistency without a first frame, is an error
+    naming the input, unless `skip_unusable` is on: then it is skipped and the warning is shown on the node.
+    """
+    dims, warnings = [], []
+    for d in handle.dimensions:
+        need = None
+        if d in TEXT_DIMENSIONS and not (prompt and prompt.strip()):
+            need = ("prompt", "connect the text prompt used to generate the clip")
+        elif d in FIRST_FRAME_DIMENSIONS and first_frame is None:
+            need = ("first_frame", "connect the start image of the image-to-video run")
+        if need is None:
+            dims.append(d)
+        elif skip_unusable:
+            warnings.append(f"{d} skipped: no {need[0]}")
+        else:
+            raise NodeInputError(node, need[0], f"{d} is enabled but '{need[0]}' is empty.",
+                                 f"{need[1]}, switch {d} off in the loader, or turn on skip_unusable.")
+    if not dims:
+        raise NodeInputError(node, "reward", "no dimension can be scored with the inputs given.",
+                             "; ".join(warnings))
+    for w in warnings:
+        log.warning("%s: %s", node, w)
+    return dims, warnings
+
+
+def weights_for(dims: Sequence[str], weights: dict[str, float] | None) -> dict[str, float] | None:
+    """The Weights node's values for the dimensions being scored (None = equal weights)."""
+    if weights is None:
+        return None
+    picked = {d: float(weights.get(d, 1.0)) for d in dims}
+    return picked if any(w > 0 for w in picked.values()) else None
+
+
+def score_clips(node: str, handle: RewardHandle, clips: Sequence[torch.Tensor], dims: Sequence[str],
+                prompt: str | None, first_frame: torch.Tensor | None,
+                weights: dict[str, float] | None, node_id: str | None = None) -> list[Any]:
+    """Batched scoring of all clips with a ProgressBar per clip and dimension, stoppable by Cancel."""
+    import comfy.utils
+
+    total = len(clips) * len(dims)
+    pbar = comfy.utils.ProgressBar(total, node_id=node_id)
+    order = {d: i for i, d in enumerate(dims)}
+
+    def progress(dimension: str, done: int, _n: int) -> None:
+        pbar.update_absolute(order.get(dimension, 0) * len(clips) + done, total)
+
+    with from_library(node):
+        return handle.reward.score_batch(
+            list(clips), prompts=prompt, first_frames=first_frame, weights=weights_for(dims, weights),
+            dimensions=list(dims), progress=progress, should_stop=check_interrupt,
+        )
+
+
+def ui_payload(handle: RewardHandle, results: Sequence[Any], warnings: Sequence[str],
+               order: Sequence[int] | None = None) -> dict:
+    """What the web front draws on the node: per clip {total, scores}, the ranking, warnings, and the
+    dimensions the loader skipped for missing files."""
+    payload: dict[str, Any] = {"clips": [r.to_dict() for r in results], "warnings": list(warnings),
+                               "skipped": sorted(handle.skipped)}
+    if order is not None:
+        payload["order"] = list(order)
+    return {"animereward": [payload]}
