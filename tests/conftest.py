@@ -20,6 +20,7 @@ for _p in (REPO_ROOT, REPO_ROOT / "tests"):
         sys.path.append(str(_p))
 
 from animereward_testkit import comfy_paths, inprocess  # noqa: E402
+from animereward_testkit.example_inputs import write_example_inputs  # noqa: E402
 from animereward_testkit.server import ComfyServer  # noqa: E402
 from animereward_testkit.tiny_models import write_tiny_wan  # noqa: E402
 
@@ -32,7 +33,9 @@ def comfy_dir() -> Path:
 @pytest.fixture(scope="session")
 def comfy_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh ComfyUI base directory (models, custom_nodes with this pack, input, output, user) per run."""
-    return comfy_paths.make_base_dir(tmp_path_factory.mktemp("comfy_base"))
+    base = comfy_paths.make_base_dir(tmp_path_factory.mktemp("comfy_base"))
+    write_example_inputs(base / "input")
+    return base
 
 
 @pytest.fixture(scope="session")

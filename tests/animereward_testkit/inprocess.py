@@ -7,6 +7,7 @@ instance per process, made by `start()`.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ class _ServerStub:
         self.last_node_id: str | None = None
         self.last_prompt_id: str | None = None
         self.messages: list[tuple[str, Any]] = []
+        self.times: list[float] = []  # perf_counter() at each message, for per-node timings
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         self.messages.append((event, data))
+        self.times.append(time.perf_counter())
 
     def queue_updated(self) -> None:
         pass
@@ -65,15 +68,31 @@ class ComfyInProcess:
         if not valid:
             raise WorkflowError(f"validation failed: {error} {node_errors}", {"error": error, "node_errors": node_errors})
         self.server.messages.clear()
+        self.server.times.clear()
+        # "ram_inactive": read unconditionally by current ComfyUI (0.33) in execute_async; 0.3.75 ignores it.
         executor = execution.PromptExecutor(
-            self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
+            self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
         )
         executor.execute(prompt, prompt_id, {"client_id": self.server.client_id}, to_execute)
         if not executor.success:
+            if any(e == "execution_interrupted" for e, _ in self.server.messages):
+                raise WorkflowError("execution interrupted", {"interrupted": True})
             err = next((d for e, d in self.server.messages if e == "execution_error"), None)
             msg = f"{err.get('node_type')} ({err.get('node_id')}): {err.get('exception_message')}" if err else "unknown"
             raise WorkflowError(f"execution failed: {msg}", err)
         return executor.history_result["outputs"]
+
+
+    def node_seconds(self, node_id: str) -> float:
+        """Wall time of one node in the last run: from its 'executing' message to its 'executed' message
+        (output nodes) or the next node's 'executing'."""
+        events = list(zip(self.server.messages, self.server.times, strict=True))
+        for i, ((event, data), t0) in enumerate(events):
+            if event == "executing" and isinstance(data, dict) and data.get("node") == node_id:
+                for (e, d), t1 in events[i + 1:]:
+                    if e == "executing" or (e == "executed" and d.get("node") == node_id):
+                        return t1 - t0
+        raise KeyError(f"node {node_id} did not run, or no message followed it")
 
 
 def start(comfy_dir: Path, base_dir: Path) -> ComfyInProcess:

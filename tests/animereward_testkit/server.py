@@ -116,7 +116,10 @@ class ComfyServer:
             raise RuntimeError(f"POST /prompt -> {status}: {body}")
         entry = self.wait(body["prompt_id"], timeout)
         if entry["status"]["status_str"] != "success":
-            raise RuntimeError(f"prompt failed: {entry['status'].get('messages')}")
+            err = next((d for e, d in entry["status"].get("messages", []) if e == "execution_error"), {})
+            raise RuntimeError(f"prompt failed in {err.get('node_type')} ({err.get('node_id')}): "
+                               f"{err.get('exception_type')}: {err.get('exception_message')}\n"
+                               f"{''.join(err.get('traceback', [])[-3:])}")
         return entry
 
 

@@ -31,9 +31,66 @@ class RandomTextConditioning(io.ComfyNode):
         return io.NodeOutput([[cond, {}]])
 
 
+def _summary(value: object) -> object:
+    """JSON-able summary of a node output, precise enough for tests to compare tensors."""
+    if isinstance(value, torch.Tensor):
+        v = value.detach().float()
+        per_item = v.reshape(v.shape[0], -1).sum(dim=1).tolist() if v.ndim else [v.item()]
+        return {"shape": list(v.shape), "sum": float(v.sum()), "per_item_sum": per_item}
+    if isinstance(value, dict) and "samples" in value:
+        return {"latent": _summary(value["samples"])}
+    if isinstance(value, list):
+        return [_summary(v) for v in value]
+    return value
+
+
+class Capture(io.ComfyNode):
+    """Output node that reports what reaches its inputs in its UI output, so tests can read node outputs."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardTestCapture",
+            display_name="Capture (AnimeReward tests)",
+            category="testing",
+            inputs=[
+                io.Float.Input("float", optional=True, force_input=True),
+                io.Int.Input("int", optional=True, force_input=True),
+                io.String.Input("string", optional=True, force_input=True),
+                io.Image.Input("image", optional=True),
+                io.Latent.Input("latent", optional=True),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, **inputs: object) -> io.NodeOutput:
+        return io.NodeOutput(ui={"captured": [{k: _summary(v) for k, v in inputs.items()}]})
+
+
+class ClipList(io.ComfyNode):
+    """A list of clips (one list item per clip), as list-producing nodes hand them to Best-of-N."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardTestClipList",
+            display_name="Clip List (AnimeReward tests)",
+            category="testing",
+            inputs=[io.Image.Input("images"), io.String.Input("lengths", default="9,9")],
+            outputs=[io.Image.Output(is_output_list=True)],
+        )
+
+    @classmethod
+    def execute(cls, images: torch.Tensor, lengths: str) -> io.NodeOutput:
+        sizes = [int(x) for x in lengths.split(",")]
+        return io.NodeOutput(list(torch.split(images[: sum(sizes)], sizes)))
+
+
 class TestNodesExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomTextConditioning]
+        return [RandomTextConditioning, Capture, ClipList]
 
 
 async def comfy_entrypoint() -> ComfyExtension:

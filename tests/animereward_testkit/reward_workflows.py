@@ -1,0 +1,58 @@
+"""API-format graphs for the reward-node tests (small builders; the shipped examples live in workflows/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from animereward_testkit.comfy_paths import REPO_ROOT
+
+FLOW_DIMS = ("flow_smoothness", "flow_motion")
+WEIGHTED_DIMS = ("visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
+                 "image_video_consistency")
+
+
+def example(name: str) -> dict[str, Any]:
+    return json.loads((REPO_ROOT / "workflows" / f"{name}.api.json").read_text())
+
+
+def loader(weights: str = "none (flow metrics only)", enabled: tuple[str, ...] = (*WEIGHTED_DIMS, *FLOW_DIMS),
+           skip_missing: bool = True) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"weights": weights, "skip_missing": skip_missing, "dtype": "fp32",
+                              "quantization": "none"}
+    inputs |= {d: d in enabled for d in (*WEIGHTED_DIMS, *FLOW_DIMS)}
+    return {"class_type": "AnimeRewardLoader", "inputs": inputs}
+
+
+def synthetic(defects: str, frames: int = 13, seed: int = 0, width: int = 160, height: int = 96) -> dict[str, Any]:
+    return {"class_type": "AnimeRewardSyntheticClips",
+            "inputs": {"defects": defects, "frames": frames, "width": width, "height": height, "seed": seed}}
+
+
+def capture(**links: Any) -> dict[str, Any]:
+    return {"class_type": "AnimeRewardTestCapture", "inputs": links}
+
+
+def best_of_n(images: Any, frames_per_clip: Any, **extra: Any) -> dict[str, Any]:
+    inputs = {"reward": ["10", 0], "images": images, "frames_per_clip": frames_per_clip, "prompt": "",
+              "top_k": 2, "sheet_frames": 3, "skip_unusable": False} | extra
+    return {"class_type": "AnimeRewardBestOfN", "inputs": inputs}
+
+
+def captured(outputs: dict[str, Any], node: str) -> dict[str, Any]:
+    return outputs[node]["captured"][0]
+
+
+def saved(outputs: dict[str, Any], node: str, base: Path) -> list[Path]:
+    return [base / "output" / i["subfolder"] / i["filename"] for i in outputs[node]["images"]]
+
+
+def score(frames: Any = None, video: Any = None, prompt: str = "", skip_unusable: bool = False,
+          **extra: Any) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"reward": ["10", 0], "prompt": prompt, "skip_unusable": skip_unusable} | extra
+    if frames is not None:
+        inputs["frames"] = frames
+    if video is not None:
+        inputs["video"] = video
+    return {"class_type": "AnimeRewardScore", "inputs": inputs}

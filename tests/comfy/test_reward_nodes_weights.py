@@ -1,0 +1,78 @@
+"""The reward nodes with real checkpoints in models/animereward: model management, missing inputs and files.
+
+Uses the official-format checkpoints of animereward_testkit.official_weights (full-size BLIP image-video with
+seeded random weights, the tiny official-format Idefics2 folder), linked into the run's models folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+from animereward_testkit import official_weights as ow
+from animereward_testkit.inprocess import WorkflowError
+from animereward_testkit.reward_workflows import capture, captured, loader, score, synthetic
+
+pytestmark = pytest.mark.comfy
+
+DIMS = ("image_video_consistency", "visual_smoothness", "flow_smoothness")
+
+
+@pytest.fixture(scope="module")
+def weights_folder(comfy_base_dir):
+    root = comfy_base_dir / "models" / "animereward" / "official"
+    if not root.exists():
+        ow.make_root(root, ("image_video_consistency", "visual_smoothness"))
+    return "official"
+
+
+def _graph(weights_folder, **score_inputs):
+    return {
+        "1": synthetic("clean", frames=9),
+        "10": loader(weights_folder, enabled=DIMS, skip_missing=False),
+        "2": score(frames=["1", 0], **score_inputs),
+        "c": capture(string=["2", 8]),
+    }
+
+
+def test_scores_with_weights_under_model_management(comfy, weights_folder):
+    import comfy.model_management as mm
+
+    wf = _graph(weights_folder, prompt="a girl waves", first_frame=["f", 0])
+    wf["f"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["1", 0], "batch_index": 0, "length": 1}}
+    import json
+
+    data = json.loads(captured(comfy.run(wf), "c")["string"])
+    assert set(data["scores"]) == set(DIMS)
+    assert all(0.0 <= v <= 1.0 for v in data["scores"].values())
+    # the scorers with weights were loaded by ComfyUI's model management, not behind its back
+    loaded = [type(lm.model.model).__name__ for lm in mm.current_loaded_models]
+    assert any("ImageVideo" in n or "Blip" in n for n in loaded), loaded
+    assert any("Idefics2" in n for n in loaded), loaded
+
+
+def test_missing_prompt_and_first_frame_name_the_input(comfy, weights_folder):
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(_graph(weights_folder, prompt=""))
+    assert "AnimeReward Score" in str(err.value) and "'prompt'" in str(err.value) and "Fix:" in str(err.value)
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(_graph(weights_folder, prompt="a girl waves"))
+    assert "'first_frame'" in str(err.value) and "image_video_consistency" in str(err.value)
+
+
+def test_skip_unusable_scores_the_rest_with_a_visible_warning(comfy, weights_folder):
+    out = comfy.run(_graph(weights_folder, prompt="", skip_unusable=True))
+    ui = out["2"]["animereward"][0]
+    assert set(ui["clips"][0]["scores"]) == {"flow_smoothness"}
+    assert any("visual_smoothness skipped" in w for w in ui["warnings"])
+    assert any("image_video_consistency skipped" in w for w in ui["warnings"])
+
+
+def test_partial_weights_folder_lists_every_missing_file(comfy, weights_folder):
+    wf = _graph(weights_folder, prompt="x")
+    wf["10"] = loader(weights_folder, enabled=("visual_motion", "text_video_consistency", "flow_motion"),
+                      skip_missing=False)
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(wf)
+    msg = str(err.value)
+    assert "AnimeReward Loader" in msg and "'weights'" in msg
+    assert "testvl-pre76-top187-rec69.pth" in msg and "checkpoint_05.pth" in msg
+    assert "IndexTeam/Index-anisora" in msg
