@@ -24,6 +24,15 @@ log = logging.getLogger("AnimeReward")
 ACTIVATION_BYTES = 768 * 1024**2
 
 
+class ManagedScorer(torch.nn.Module):
+    """The container ComfyUI's model patcher manages: it sets attributes such as `device` on the module it
+    is given, which some scorers (transformers models) expose as read-only properties."""
+
+    def __init__(self, scorer: torch.nn.Module) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+
 @dataclass
 class RewardHandle:
     reward: Any  # animereward.AnimeReward (imported lazily)
@@ -43,7 +52,7 @@ class RewardHandle:
 
         held = self._patchers.get(name)
         if held is None or held[0] is not module:  # first use, or reloaded after a release
-            held = (module, make_model_patcher(module))
+            held = (module, make_model_patcher(ManagedScorer(module)))
             self._patchers[name] = held
         mm.load_models_gpu([held[1]], memory_required=ACTIVATION_BYTES)
 

@@ -7,9 +7,10 @@ seeded random weights, the tiny official-format Idefics2 folder), linked into th
 from __future__ import annotations
 
 import pytest
-from animereward_testkit import official_weights as ow
 from animereward_testkit.inprocess import WorkflowError
 from animereward_testkit.reward_workflows import capture, captured, loader, score, synthetic
+
+from tests.animereward import official_weights as ow
 
 pytestmark = pytest.mark.comfy
 
@@ -44,7 +45,7 @@ def test_scores_with_weights_under_model_management(comfy, weights_folder):
     assert set(data["scores"]) == set(DIMS)
     assert all(0.0 <= v <= 1.0 for v in data["scores"].values())
     # the scorers with weights were loaded by ComfyUI's model management, not behind its back
-    loaded = [type(lm.model.model).__name__ for lm in mm.current_loaded_models]
+    loaded = [type(getattr(lm.model.model, "scorer", lm.model.model)).__name__ for lm in mm.current_loaded_models]
     assert any("ImageVideo" in n or "Blip" in n for n in loaded), loaded
     assert any("Idefics2" in n for n in loaded), loaded
 
