@@ -36,7 +36,6 @@ import torch
 
 from .dimensions import DIMENSIONS
 from .preprocess import sample_frame_indices
-from .scorer_protocol import ClipBatch
 
 SLACK = 0.01  # values within [-SLACK, 1 + SLACK] are clamped with a warning; beyond: error
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -265,10 +264,6 @@ def official_plan(num_frames: int) -> list[int]:
     return sample_frame_indices(num_frames)
 
 
-def all_frames_plan(num_frames: int) -> list[int]:
-    return list(range(num_frames))
-
-
 def validate_clip(clip: RawClip, plans: Sequence[FramePlan]) -> ValidatedClip:
     """Select the union of the frames the plans read (nothing else is copied or converted), then check them."""
     wanted = sorted({i for plan in plans for i in plan(clip.num_frames)})
@@ -355,20 +350,6 @@ def require_inputs(
         raise ClipInputError(
             "; ".join(problems) + ". Pass the input, or leave those dimensions out (dimensions=[...])."
         )
-
-
-def make_batch(
-    clips: Sequence[ValidatedClip],
-    plan: FramePlan,
-    prompts: Sequence[str | None],
-    first_frames: Sequence[torch.Tensor | None],
-) -> ClipBatch:
-    """The ClipBatch one dimension reads: each clip's planned frames as float32 RGB in 0..1."""
-    return ClipBatch(
-        frames=[c.frames_for(plan(c.num_frames)) for c in clips],
-        prompts=list(prompts),
-        first_frames=list(first_frames),
-    )
 
 
 class FrameCache:
