@@ -20,6 +20,7 @@ LOADER_DIMENSIONS = (
     "image_video_consistency", "flow_smoothness", "flow_motion",
 )
 WEIGHTED = frozenset(LOADER_DIMENSIONS[:5])
+QUANTIZABLE = frozenset({"visual_smoothness", "visual_appeal"})  # the two Idefics2-8B models
 
 
 class AnimeRewardLoader(io.ComfyNode):
@@ -94,11 +95,19 @@ class AnimeRewardLoader(io.ComfyNode):
                                  "put the official files in the folder, or enable the flow metrics.")
         for d, paths in missing.items():
             log.warning("%s: skipping %s, missing %s", cls.NODE_NAME, d, ", ".join(paths))
-        handle = RewardHandle(reward=None, root=root, skipped=missing)
+        quant = None if quantization == "none" else quantization
+        # bitsandbytes weights cannot be moved between devices, so quantised models are built on the GPU
+        # and left out of model management's load/offload (the rest still goes through it).
+        unmanaged = frozenset(d for d in dims if quant and d in QUANTIZABLE)
+        handle = RewardHandle(reward=None, root=root, skipped=missing, unmanaged=unmanaged)
+        device = "cpu"
+        if unmanaged:
+            import comfy.model_management as mm
+
+            device = mm.get_torch_device()
         with from_library(cls.NODE_NAME):
             handle.reward = AnimeReward.from_folder(
-                root, dims, dtype=torch_dtype(dtype), device="cpu",
-                quantization=None if quantization == "none" else quantization,
+                root, dims, dtype=torch_dtype(dtype), device=device, quantization=quant,
                 before_forward=handle.before_forward,
             )
         return io.NodeOutput(handle)

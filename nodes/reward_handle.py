@@ -38,6 +38,7 @@ class RewardHandle:
     reward: Any  # animereward.AnimeReward (imported lazily)
     root: Path | None
     skipped: dict[str, list[str]] = field(default_factory=dict)  # dimension → missing files, skipped at load
+    unmanaged: frozenset[str] = frozenset()  # quantised scorers: built on the GPU, never moved
     _patchers: dict[str, tuple[torch.nn.Module, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -46,7 +47,7 @@ class RewardHandle:
 
     def before_forward(self, name: str, module: torch.nn.Module) -> None:
         """Ask ComfyUI to put this scorer on its load device (a no-op for weight-free metrics)."""
-        if next(module.parameters(), None) is None or getattr(module, "is_quantized", False):
+        if name in self.unmanaged or next(module.parameters(), None) is None:
             return
         import comfy.model_management as mm
 

@@ -77,3 +77,12 @@ def test_partial_weights_folder_lists_every_missing_file(comfy, weights_folder):
     assert "AnimeReward Loader" in msg and "'weights'" in msg
     assert "testvl-pre76-top187-rec69.pth" in msg and "checkpoint_05.pth" in msg
     assert "IndexTeam/Index-anisora" in msg
+
+
+def test_quantization_without_cuda_is_a_clear_error(comfy, weights_folder):
+    wf = _graph(weights_folder, prompt="x", skip_unusable=True)
+    wf["10"]["inputs"]["quantization"] = "8bit"
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(wf)
+    msg = str(err.value)
+    assert "AnimeReward Loader" in msg and "quantization" in msg and "CUDA" in msg
