@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from animereward_testkit import official_weights as ow
 from torch import nn
 
 from animereward.dimensions import DIMENSIONS, FLOW_DIMENSIONS, WEIGHTS_SOURCE
@@ -28,7 +29,6 @@ from animereward.weights_layout import (
     MissingWeightsError,
     missing_files,
 )
-from tests.animereward import official_weights as ow
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a girl with silver hair waves under falling cherry blossoms"  # in the tiny Idefics2 vocabulary

@@ -1,7 +1,7 @@
 """Finding each dimension's files: official layout, hub layout, flat, `.safetensors` in place of `.pth`,
 incomplete folders, and the one error that lists everything missing.
 
-The layouts link the real checkpoints of tests/animereward/official_weights.py (written once per process);
+The layouts link the real checkpoints of tests/animereward_testkit/official_weights.py (written once per process);
 the edge cases use small placeholder files, since locating reads no file contents.
 """
 
@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from animereward_testkit import official_weights as ow
 
 from animereward.dimensions import ANIMEREWARD_DIMENSIONS, WEIGHTS_SOURCE
 from animereward.weights_layout import (
@@ -21,7 +22,6 @@ from animereward.weights_layout import (
     locate,
     missing_files,
 )
-from tests.animereward import official_weights as ow
 
 FIVE = tuple(OFFICIAL_FILES)
 IDEFICS2_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "tokenizer.json")

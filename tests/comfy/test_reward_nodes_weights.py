@@ -7,10 +7,9 @@ seeded random weights, the tiny official-format Idefics2 folder), linked into th
 from __future__ import annotations
 
 import pytest
+from animereward_testkit import official_weights as ow
 from animereward_testkit.inprocess import WorkflowError
 from animereward_testkit.reward_workflows import capture, captured, loader, score, synthetic
-
-from tests.animereward import official_weights as ow
 
 pytestmark = pytest.mark.comfy
 
