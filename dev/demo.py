@@ -1,5 +1,5 @@
 """The main job, headless: start ComfyUI with the pack, rerank synthetic candidate clips with AnimeReward
-Best-of-N (the example workflow workflows/synthetic_best_of_n.api.json) over HTTP, and print the outputs.
+Best-of-N (the example workflow workflows/api/synthetic_best_of_n.json) over HTTP, and print the outputs.
 
 The candidates come from the library's clip generator: one clean clip and its twins with flicker, jitter
 and a freeze. With `--weights DIR` (or $ANIMEREWARD_WEIGHTS) pointing at the official reward files, every
@@ -22,7 +22,7 @@ sys.path.append(str(REPO_ROOT / "tests"))
 from animereward_testkit import comfy_paths  # noqa: E402
 from animereward_testkit.server import ComfyServer  # noqa: E402
 
-WORKFLOW = REPO_ROOT / "workflows" / "synthetic_best_of_n.api.json"
+WORKFLOW = REPO_ROOT / "workflows" / "api" / "synthetic_best_of_n.json"
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Write the UI-format twin of each API-format workflow in workflows/, as the real ComfyUI page lays it out.
+"""Write workflows/ui/<name>.json, the UI-format twin of each workflows/api/<name>.json, as the real ComfyUI
+page lays it out.
 
 The page itself converts (app.loadApiJson) and serialises (app.graph.serialize), so the UI files are what
 an artist would save. Seeds are set to "fixed" so the examples reproduce. Examples that need no test-only
@@ -29,8 +30,8 @@ def main() -> int:
         base = comfy_paths.make_base_dir(Path(tmp))
         with ComfyServer(comfy_paths.comfyui_dir(), base, base / "server.log") as server, \
                 comfy_page(server.url) as (page, _):
-            for api_file in sorted((REPO_ROOT / "workflows").glob("*.api.json")):
-                name = api_file.name.removesuffix(".api.json")
+            for api_file in sorted((REPO_ROOT / "workflows" / "api").glob("*.json")):
+                name = api_file.stem
                 api = json.loads(api_file.read_text())
                 page.evaluate("wf => window.app.loadApiJson(wf, 'workflow.json')", api)
                 time.sleep(0.5)
@@ -41,7 +42,7 @@ def main() -> int:
                     node["widgets_values"] = ["fixed" if v == "randomize" else v
                                               for v in node.get("widgets_values", [])]
                 text = json.dumps(ui, indent=1)
-                (REPO_ROOT / "workflows" / f"{name}.json").write_text(text)
+                (REPO_ROOT / "workflows" / "ui" / f"{name}.json").write_text(text)
                 if not {n["class_type"] for n in api.values()} & TEST_ONLY:
                     (REPO_ROOT / "example_workflows").mkdir(exist_ok=True)
                     (REPO_ROOT / "example_workflows" / f"{name}.json").write_text(text)

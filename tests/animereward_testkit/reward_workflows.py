@@ -14,7 +14,7 @@ WEIGHTED_DIMS = ("visual_smoothness", "visual_motion", "visual_appeal", "text_vi
 
 
 def example(name: str) -> dict[str, Any]:
-    return json.loads((REPO_ROOT / "workflows" / f"{name}.api.json").read_text())
+    return json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
 
 
 def loader(weights: str = "none (flow metrics only)", enabled: tuple[str, ...] = (*WEIGHTED_DIMS, *FLOW_DIMS),

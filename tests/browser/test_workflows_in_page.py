@@ -12,7 +12,7 @@ from animereward_testkit.comfy_paths import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfy]
 
-UI_WORKFLOWS = sorted(p for p in (REPO_ROOT / "workflows").glob("*.json") if not p.name.endswith(".api.json"))
+UI_WORKFLOWS = sorted((REPO_ROOT / "workflows" / "ui").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,14 @@ def _load(pg, path):
 
 
 def test_every_example_has_a_ui_and_an_api_twin():
-    names = {p.name.removesuffix(".json") for p in UI_WORKFLOWS}
-    apis = {p.name.removesuffix(".api.json") for p in (REPO_ROOT / "workflows").glob("*.api.json")}
+    names = {p.stem for p in UI_WORKFLOWS}
+    apis = {p.stem for p in (REPO_ROOT / "workflows" / "api").glob("*.json")}
     assert names == apis and len(names) >= 3
     for p in (REPO_ROOT / "example_workflows").glob("*.json"):
-        assert (REPO_ROOT / "workflows" / p.name).read_text() == p.read_text()
+        assert (REPO_ROOT / "workflows" / "ui" / p.name).read_text() == p.read_text()
+    # ComfyUI lists */workflows/*.json as templates too: the twins live one level down so only
+    # example_workflows/ shows in the template browser
+    assert not list((REPO_ROOT / "workflows").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.name)
@@ -52,7 +55,7 @@ def test_ui_workflow_loads_with_every_node_known(page, path):
 
 def test_example_queues_from_the_page_and_the_nodes_show_scores(page, comfy_server):
     pg, errors = page
-    _load(pg, REPO_ROOT / "workflows" / "synthetic_best_of_n.json")
+    _load(pg, REPO_ROOT / "workflows" / "ui" / "synthetic_best_of_n.json")
     # the page turns the graph into a prompt and POSTs it, as the Queue button does
     pg.evaluate("window.app.queuePrompt(0, 1)")
     pg.wait_for_function("""() => window.app.graph._nodes

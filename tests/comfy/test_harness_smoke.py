@@ -72,6 +72,7 @@ from comfy.cli_args import args
 args.cpu = True; args.base_directory = {str(comfy_base_dir)!r}
 import utils.extra_config
 import nodes, comfy_api.latest
+import comfy_config.config_parser  # ComfyUI's own pyproject reader, imported by its first load_custom_node
 before = set(sys.modules)
 t0 = time.perf_counter()
 ok = asyncio.run(nodes.load_custom_node({str(comfy_base_dir / "custom_nodes" / PACK_LINK_NAME)!r}))
