@@ -2,7 +2,7 @@
 
 - `CoreModelPatcher` is new (current); 0.3.75 only has `ModelPatcher`, which takes the same arguments.
 - `InterruptProcessingException` derives from BaseException on current releases, from Exception on 0.3.75:
-  code that catches Exception must re-raise it explicitly so Cancel always stops the run.
+  the nodes catch only ValueError/FileNotFoundError (errors.from_library), so Cancel always propagates.
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ def make_model_patcher(module: torch.nn.Module) -> Any:
 
     cls = getattr(mp, "CoreModelPatcher", mp.ModelPatcher)
     return cls(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-
-
-def is_interrupt(exc: BaseException) -> bool:
-    import comfy.model_management as mm
-
-    return isinstance(exc, mm.InterruptProcessingException)
 
 
 def check_interrupt() -> None:
