@@ -60,6 +60,28 @@ def preprocess_frames(frames: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Ten
     return normalize(resize_uint8(to_uint8(frames), size))
 
 
+# sampled_clip results by input tensor: the two BLIP models and ActionCLIP read the same img_all of the
+# same frame tensors (the facade hands each scorer the same objects), so the PIL resize runs once, not 3x.
+_SAMPLED: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
+_SAMPLED_MAX = 16
+
+
 def sampled_clip(frames: torch.Tensor) -> torch.Tensor:
-    """The 24 (or fewer) frames the official code feeds every model, preprocessed: [t,3,224,224]."""
-    return preprocess_frames(frames[sample_frame_indices(frames.shape[0])])
+    """The 24 (or fewer) frames the official code feeds every model, preprocessed: [t,3,224,224].
+
+    Memoised for the same, unmodified tensor object (its in-place version counter is checked) until
+    `forget_sampled_clips()`; callers must not modify the result in place.
+    """
+    hit = _SAMPLED.get(id(frames))
+    if hit is not None and hit[0] is frames and hit[1] == frames._version:
+        return hit[2]
+    out = preprocess_frames(frames[sample_frame_indices(frames.shape[0])])
+    if len(_SAMPLED) >= _SAMPLED_MAX:
+        _SAMPLED.pop(next(iter(_SAMPLED)))
+    _SAMPLED[id(frames)] = (frames, frames._version, out)
+    return out
+
+
+def forget_sampled_clips() -> None:
+    """Drop the memo (and the frame tensors it keeps alive); the facade calls it after each scoring call."""
+    _SAMPLED.clear()

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import clip_validation as cv
 from .dimensions import DIMENSIONS, FLOW_DIMENSIONS, check_dimension_names
-from .preprocess import MAX_LENGTH
+from .preprocess import MAX_LENGTH, forget_sampled_clips
 from .scorer_protocol import ClipBatch
 from .weights_layout import (
     NOT_IMPLEMENTED,
@@ -390,30 +390,33 @@ class AnimeReward:
         n = len(clips)
         scores: list[dict[str, float]] = [{} for _ in range(n)]
         extras: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
-        with torch.no_grad():
-            for d in dims:
-                module = self.scorer(d)
-                try:
-                    for start in range(0, n, batch_size):
-                        if should_stop is not None:
-                            should_stop()
-                        sl = slice(start, min(n, start + batch_size))
-                        batch = ClipBatch(
-                            frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
-                            prompts=prompts[sl],
-                            first_frames=firsts[sl],
-                        )
-                        values, info = self._run(d, module, batch)
-                        for i, v in enumerate(values):
-                            scores[start + i][d] = v
-                            if info[i]:
-                                extras[start + i][d] = info[i]
-                        if progress is not None:
-                            progress(d, sl.stop, n)
-                finally:
-                    if not self.keep_loaded:
-                        self.release(d)
-                del module
+        try:
+            with torch.no_grad():
+                for d in dims:
+                    module = self.scorer(d)
+                    try:
+                        for start in range(0, n, batch_size):
+                            if should_stop is not None:
+                                should_stop()
+                            sl = slice(start, min(n, start + batch_size))
+                            batch = ClipBatch(
+                                frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
+                                prompts=prompts[sl],
+                                first_frames=firsts[sl],
+                            )
+                            values, info = self._run(d, module, batch)
+                            for i, v in enumerate(values):
+                                scores[start + i][d] = v
+                                if info[i]:
+                                    extras[start + i][d] = info[i]
+                            if progress is not None:
+                                progress(d, sl.stop, n)
+                    finally:
+                        if not self.keep_loaded:
+                            self.release(d)
+                    del module
+        finally:
+            forget_sampled_clips()  # also on Cancel: the memo keeps frame tensors alive
         del frame_cache
         results = []
         for i in range(n):
