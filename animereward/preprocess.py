@@ -62,7 +62,7 @@ def preprocess_frames(frames: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Ten
 
 # sampled_clip results by input tensor: the two BLIP models and ActionCLIP read the same img_all of the
 # same frame tensors (the facade hands each scorer the same objects), so the PIL resize runs once, not 3x.
-_SAMPLED: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
+_SAMPLED: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}  # id → (tensor, version, result)
 _SAMPLED_MAX = 16
 
 
@@ -73,13 +73,20 @@ def sampled_clip(frames: torch.Tensor) -> torch.Tensor:
     `forget_sampled_clips()`; callers must not modify the result in place.
     """
     hit = _SAMPLED.get(id(frames))
-    if hit is not None and hit[0] is frames and hit[1] == frames._version:
+    version = _version(frames)
+    if hit is not None and hit[0] is frames and hit[1] == version:
         return hit[2]
     out = preprocess_frames(frames[sample_frame_indices(frames.shape[0])])
     if len(_SAMPLED) >= _SAMPLED_MAX:
         _SAMPLED.pop(next(iter(_SAMPLED)))
-    _SAMPLED[id(frames)] = (frames, frames._version, out)
+    _SAMPLED[id(frames)] = (frames, version, out)
     return out
+
+
+def _version(t: torch.Tensor) -> int:
+    """The in-place version counter; -1 for inference tensors (ComfyUI runs nodes under inference_mode),
+    which keep none: for those the memo relies on the facade forgetting it after each call."""
+    return -1 if t.is_inference() else t._version
 
 
 def forget_sampled_clips() -> None:

@@ -36,3 +36,13 @@ def test_facade_leaves_no_memo_behind():
     preprocess.sampled_clip(torch.rand(4, 32, 32, 3))
     reward.score(torch.rand(4, 32, 32, 3))
     assert not preprocess._SAMPLED
+
+
+def test_inference_tensors_are_accepted():
+    """ComfyUI runs nodes under torch.inference_mode(); such tensors keep no version counter."""
+    preprocess.forget_sampled_clips()
+    with torch.inference_mode():
+        frames = torch.rand(6, 40, 64, 3)
+        first = preprocess.sampled_clip(frames)
+        assert preprocess.sampled_clip(frames) is first
+    preprocess.forget_sampled_clips()
