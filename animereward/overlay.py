@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .dimensions import DIMENSIONS
+
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 SHORT_LABELS = {
@@ -33,8 +35,6 @@ _BAR_COLOURS = {  # RGB, by dimension group
 
 
 def _group_colour(name: str) -> tuple[int, int, int]:
-    from .dimensions import DIMENSIONS
-
     dim = DIMENSIONS.get(name)
     return _BAR_COLOURS.get(dim.group if dim else "flow", (200, 200, 200))
 

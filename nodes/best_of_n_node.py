@@ -35,20 +35,27 @@ def split_candidates(images: list[torch.Tensor], frames_per_clip: int) -> torch.
     return batch.reshape(b // frames_per_clip, frames_per_clip, *batch.shape[1:])
 
 
+def check_latents(latents: list[dict] | None, n: int) -> None:
+    """One latent per candidate: checked before any scoring time is spent."""
+    if not latents:
+        return
+    if len(latents) > 1:
+        if len(latents) != n:
+            raise NodeInputError(NODE, "latents", f"{len(latents)} latents for {n} clips.",
+                                 "connect the latent batch the candidates were decoded from.")
+    elif latents[0]["samples"].shape[0] != n:
+        raise NodeInputError(NODE, "latents", f"batch of {latents[0]['samples'].shape[0]} latents for {n} clips.",
+                             "connect the sampler output that VAEDecode decoded into these clips.")
+
+
 def pick_latent(latents: list[dict] | None, n: int, index: int) -> dict | None:
     """The latent of the winning candidate from an N-batch LATENT (or a list of N single latents)."""
     if not latents:
         return None
     if len(latents) > 1:
-        if len(latents) != n:
-            raise NodeInputError(NODE, "latents", f"{len(latents)} latents for {n} clips.",
-                                 "connect the latent batch the candidates were decoded from.")
         return latents[index]
     lat = latents[0]
     samples = lat["samples"]
-    if samples.shape[0] != n:
-        raise NodeInputError(NODE, "latents", f"batch of {samples.shape[0]} latents for {n} clips.",
-                             "connect the sampler output that VAEDecode decoded into these clips.")
     out = {k: v for k, v in lat.items() if k not in ("samples", "noise_mask", "batch_index")}
     out["samples"] = samples[index:index + 1].clone()
     mask = lat.get("noise_mask")
@@ -114,8 +121,8 @@ class AnimeRewardBestOfN(io.ComfyNode):
         if n < 2:
             raise NodeInputError(NODE, "images", f"holds 1 clip of {clips.shape[1]} frames; best-of-N needs 2 or more.",
                                  "generate several candidates (batch_size on the empty latent) or check frames_per_clip.")
-        if latents is not None:
-            pick_latent(list(latents), n, 0)  # check the batch size before spending time on scoring
+        latent_list = list(latents) if latents is not None else None
+        check_latents(latent_list, n)
         text = _one(prompt, "") or ""
         key = _one(first_frame)
         key = None if key is None else key[0]
@@ -132,5 +139,5 @@ class AnimeRewardBestOfN(io.ComfyNode):
                    "warnings": warnings}
         top = clips[order[:k]].reshape(-1, *clips.shape[2:])
         return io.NodeOutput(clips[best], best, ",".join(map(str, order)), top, json.dumps(payload), sheet,
-                             pick_latent(list(latents) if latents is not None else None, n, best),
+                             pick_latent(latent_list, n, best),
                              ui=ui_payload(handle, results, warnings, order))

@@ -57,12 +57,6 @@ class RewardHandle:
             self._patchers[name] = held
         mm.load_models_gpu([held[1]], memory_required=ACTIVATION_BYTES)
 
-    def summary(self) -> str:
-        text = f"AnimeReward: {', '.join(self.dimensions)}"
-        if self.skipped:
-            text += f"\nskipped (files missing): {', '.join(self.skipped)}"
-        return text
-
 
 def torch_dtype(choice: str) -> torch.dtype:
     """Loader dtype choice → torch dtype; 'auto' follows ComfyUI's own fp16/bf16 judgement for the device."""
