@@ -5,7 +5,11 @@ transformers' own `Idefics2Model` instead of the Mantis fork:
 
 - frames: the official 24-frame sampling (`preprocess.sample_frame_indices`), fed as uint8 RGB images at their
   own resolution to the checkpoint folder's own processor (AutoProcessor, the slow PIL image processor; the
-  official folders were saved with `do_image_splitting=False`);
+  official folders were saved with `do_image_splitting=False`). For that processor's recipe (no splitting)
+  the pixels are made by `clip_pixel_values` with the same bits, faster: the processor's own output size, PIL
+  resize of each frame on a few threads, and its rescale/normalise applied through a table built by its own
+  methods (see `PixelRecipe`); any other image processor is called as it is. Both regression models share
+  the result within a call (`clip_memo`);
 - text: `REGRESSION_QUERY_PROMPT` with the user's prompt, then `"<image> "` once per frame;
 - model: `Idefics2Model` under the attribute `model` and `score = nn.Linear(hidden, num_labels)` with bias, so
   the state-dict keys are exactly those of Mantis' `Idefics2ForSequenceClassification` checkpoints
@@ -36,15 +40,18 @@ import functools
 import importlib.util
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
+from .clip_memo import memoised
 from .dimensions import WEIGHTS_SOURCE
-from .preprocess import sample_frame_indices, to_uint8
+from .preprocess import apply_lut, channel_lut, resize_uint8, sample_frame_indices, sampled_uint8
 from .scorer_protocol import ClipBatch
 
 # Copied verbatim from the official `reward_infer.py` (a fact of the trained models: they saw this text).
@@ -90,6 +97,67 @@ def build_eval_prompt(text_prompt: str | None, num_frames: int) -> str:
     if missing > 0:
         prompt += "<image> " * missing
     return prompt
+
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """What the slow `Idefics2ImageProcessor` does to an RGB uint8 frame when it does not split images:
+    resize to `get_resize_output_image_size` with PIL (`resample`), then rescale and normalise, elementwise,
+    i.e. a per-channel function of the uint8 value, held as a table built by the processor's own methods."""
+
+    size: dict[str, int] | None  # shortest_edge/longest_edge, None when the processor does not resize
+    resample: int
+    lut: np.ndarray  # [1,256,3] float32, for cv2.LUT
+    key: str  # the processor settings that matter, for the per-call memo
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.size is None:
+            return height, width
+        from transformers.models.idefics2.image_processing_idefics2 import get_resize_output_image_size
+
+        probe = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (height, width, 3))  # only its shape is read
+        h, w = get_resize_output_image_size(probe, self.size, "channels_last")
+        return int(h), int(w)
+
+
+def pixel_recipe(image_processor: Any) -> PixelRecipe | None:
+    """The recipe of the official (slow, non-splitting) Idefics2 image processor; None for any other, which is
+    then called as it is."""
+    if type(image_processor).__name__ != "Idefics2ImageProcessor" or image_processor.do_image_splitting:
+        return None
+    size = dict(image_processor.size) if image_processor.do_resize else None
+    if size is not None and set(size) != {"shortest_edge", "longest_edge"}:
+        return None
+    ip = image_processor
+
+    def values(ramp: torch.Tensor) -> torch.Tensor:  # [256,3] uint8 -> [256,3], through the processor's methods
+        x = ramp.numpy()[None]  # a 1x256 RGB image
+        if ip.do_rescale:
+            x = ip.rescale(x, scale=ip.rescale_factor, input_data_format="channels_last")
+        if ip.do_normalize:
+            x = ip.normalize(x, mean=ip.image_mean, std=ip.image_std, input_data_format="channels_last")
+        return torch.from_numpy(np.asarray(x, dtype=np.float32)[0])
+
+    settings = {k: getattr(ip, k) for k in ("do_resize", "size", "resample", "do_rescale", "rescale_factor",
+                                              "do_normalize", "image_mean", "image_std")}
+    return PixelRecipe(size, int(ip.resample), channel_lut(values), json.dumps(settings, sort_keys=True, default=str))
+
+
+def clip_pixel_values(processor: Any, recipe: PixelRecipe | None, frames: torch.Tensor) -> torch.Tensor:
+    """[t,3,h,w] float32 pixel values of a clip's official frames, as `processor.image_processor` makes them
+    (memoised per call: both regression models read them)."""
+
+    def compute() -> torch.Tensor:
+        u8 = sampled_uint8(frames)
+        if recipe is None:
+            images = [Image.fromarray(f) for f in u8]
+            return processor.image_processor(images=[images], return_tensors="pt")["pixel_values"][0]
+        h, w = recipe.output_size(u8.shape[1], u8.shape[2])
+        resized = u8 if (h, w) == u8.shape[1:3] else resize_uint8(u8, (h, w), recipe.resample)
+        return apply_lut(resized, recipe.lut)
+
+    key = ("idefics2_pixels", recipe.key if recipe is not None else id(processor))
+    return memoised(frames, key, compute)
 
 
 def official_position_ids(patch_attention_mask: torch.Tensor, num_patches_per_side: int) -> torch.Tensor:
@@ -147,6 +215,7 @@ def scorer_class() -> type:
             self.model.vision_model.embeddings.__class__ = OfficialIdefics2VisionEmbeddings
             self.name = "visual_appeal"
             self.processor: Any = None
+            self.pixel_recipe: PixelRecipe | bool | None = False  # False: not derived from the processor yet
             self.max_batch = 4
             self.vision_chunk = 8
             self.last_raw_scores: torch.Tensor | None = None
@@ -161,14 +230,16 @@ def scorer_class() -> type:
             """
             if self.processor is None:
                 raise RuntimeError("no processor: build the scorer with build_scorer()")
+            if self.pixel_recipe is False:
+                self.pixel_recipe = pixel_recipe(self.processor.image_processor)
             per_clip = []
             for i, frames in enumerate(batch.frames):
                 prompt = batch.prompts[i] if i < len(batch.prompts) else None
-                idx = sample_frame_indices(frames.shape[0])
-                images = [Image.fromarray(f) for f in to_uint8(frames[idx])]
-                enc = self.processor(
-                    text=build_eval_prompt(prompt, len(images)), images=images, return_tensors="pt"
-                )
+                pixels = clip_pixel_values(self.processor, self.pixel_recipe, frames)
+                # Text alone: the processor expands each <image> the same way with or without the images.
+                num_images = len(sample_frame_indices(frames.shape[0]))  # splitting makes more pixel rows
+                enc = dict(self.processor(text=build_eval_prompt(prompt, num_images), return_tensors="pt"))
+                enc["pixel_values"] = pixels[None]
                 per_clip.append(enc)
             n = len(per_clip)
             lengths = [int(e["input_ids"].shape[1]) for e in per_clip]

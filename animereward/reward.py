@@ -33,9 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import clip_memo
 from . import clip_validation as cv
 from .dimensions import DIMENSIONS, FLOW_DIMENSIONS, check_dimension_names
-from .preprocess import MAX_LENGTH, forget_sampled_clips
+from .preprocess import MAX_LENGTH
 from .scorer_protocol import ClipBatch
 from .weights_layout import (
     NOT_IMPLEMENTED,
@@ -416,7 +417,7 @@ class AnimeReward:
                             self.release(d)
                     del module
         finally:
-            forget_sampled_clips()  # also on Cancel: the memo keeps frame tensors alive
+            clip_memo.forget()  # also on Cancel: the memo keeps frame tensors alive
         del frame_cache
         results = []
         for i in range(n):

@@ -206,3 +206,67 @@ def test_bfloat16(folder: Path) -> None:
     assert scores.dtype == torch.float32 and scores.shape == (2,)
     expected = torch.tensor([g["score"] for g in GOLDEN["clips"]])
     torch.testing.assert_close(scorer.last_raw_scores, expected, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("official_size", [False, True], ids=["tiny-processor", "official-378-980"])
+def test_fast_pixels_equal_the_processor_bit_for_bit(scorer: nn.Module, official_size: bool) -> None:
+    """clip_pixel_values + text-only processor call == one processor(text, images) call, for frames that are
+    shrunk, enlarged, portrait, landscape and odd-sized; with the official folders' size settings too."""
+    import copy
+
+    from PIL import Image
+
+    from animereward import clip_memo
+    from animereward.idefics2_regression import clip_pixel_values, pixel_recipe
+    from animereward.preprocess import sample_frame_indices, to_uint8
+
+    processor = copy.deepcopy(scorer.processor)
+    if official_size:
+        processor.image_processor.size = {"shortest_edge": 378, "longest_edge": 980}
+    recipe = pixel_recipe(processor.image_processor)
+    assert recipe is not None
+    g = torch.Generator().manual_seed(11)
+    shapes = [(30, 240, 416), (5, 17, 9), (3, 120, 44), (2, 1000, 1100)] if official_size else \
+        [(30, 240, 416), (5, 17, 9), (3, 120, 44), (4, 28, 28), (2, 113, 300)]
+    for t, h, w in shapes:
+        frames = torch.rand(t, h, w, 3, generator=g)
+        images = [Image.fromarray(f) for f in to_uint8(frames[sample_frame_indices(t)])]
+        prompt = build_eval_prompt(tiny.PROMPTS[0], len(images))
+        want = processor(text=prompt, images=images, return_tensors="pt")
+        got = clip_pixel_values(processor, recipe, frames)
+        assert got.dtype == torch.float32 and torch.equal(got, want["pixel_values"][0]), (t, h, w)
+        assert bool(want["pixel_attention_mask"].all())  # one clip, one size: no padding to reproduce
+        text = processor(text=prompt, return_tensors="pt")
+        assert torch.equal(text["input_ids"], want["input_ids"])
+        assert torch.equal(text["attention_mask"], want["attention_mask"])
+        clip_memo.forget()
+
+
+def test_other_image_processors_are_called_as_they_are(scorer: nn.Module) -> None:
+    """Image splitting (not the official setting) has no fast recipe: the processor itself makes the pixels."""
+    import copy
+
+    from animereward import clip_memo
+    from animereward.idefics2_regression import clip_pixel_values, pixel_recipe
+
+    processor = copy.deepcopy(scorer.processor)
+    processor.image_processor.do_image_splitting = True
+    assert pixel_recipe(processor.image_processor) is None
+    frames = torch.rand(3, 40, 60, 3, generator=torch.Generator().manual_seed(5))
+    got = clip_pixel_values(processor, None, frames)
+    assert got.shape[0] == 3 * 5  # four crops + the whole image per frame
+    clip_memo.forget()
+
+
+def test_both_regression_models_share_the_pixels_of_a_call(folder: Path, scorer: nn.Module) -> None:
+    from animereward import clip_memo
+
+    other = build_scorer("visual_smoothness", folder)
+    frames = [torch.rand(6, 40, 64, 3, generator=torch.Generator().manual_seed(6))]
+    batch = ClipBatch(frames=frames, prompts=[tiny.PROMPTS[0]])
+    a = scorer.preprocess(batch)
+    entries = clip_memo.size()[0]
+    b = other.preprocess(batch)
+    assert clip_memo.size()[0] == entries  # nothing new computed
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    clip_memo.forget()
