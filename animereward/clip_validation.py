@@ -367,6 +367,10 @@ class FrameCache:
         self.items: dict[int, torch.Tensor] = {}
         self.used = 0
 
+    def clear(self) -> None:
+        self.items.clear()
+        self.plan, self.used = None, 0
+
     def frames(self, i: int, plan: FramePlan) -> torch.Tensor:
         if plan is not self.plan:
             self.items.clear()

@@ -7,8 +7,8 @@ on frames resized to a working size:
   patches over a few pyramid levels, and a 2-pixel-high frame has none). 256 px keeps the shape-level motion
   that smoothness is about, averages away grain and compression noise, measures every clip at one scale (so
   scores do not depend on resolution), and keeps a DIS call under 10 ms on a CPU.
-- flow: `cv2.DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM)` on grayscale uint8, both ways (t->t+1 and
-  t+1->t). MEDIUM, not FAST: on flat-coloured cel shading (textureless interiors, motion carried by outlines)
+- flow: `cv2.DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM)` on grayscale uint8 (Rec.601 luma of the
+  working-size frame), both ways (t->t+1 and t+1->t). MEDIUM, not FAST: on flat-coloured cel shading (textureless interiors, motion carried by outlines)
   FAST's coarser finest scale leaves wrong flow at edges, which the warping error then blames on the clip:
   on the synthetic clips FAST's warping error on clean motion is 1.7x MEDIUM's (0.0087 vs 0.0052) and the
   smallest clean-vs-freeze margin over 8 seeds drops from 0.14 to 0.08. MEDIUM costs twice FAST: a frame
@@ -44,7 +44,6 @@ cv2 is imported inside functions: importing this module stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .clip_memo import memoised
 from .scorer_protocol import ClipBatch
 
 WORK_LONG_SIDE = 256
@@ -109,14 +109,8 @@ def motion_from(mean_magnitude: float) -> float:
     return 1.0 - math.exp(-mean_magnitude / TAU_MOTION)
 
 
-def working_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    """[T,H,W,3] float in 0..1 (torch or numpy) or uint8 -> float32 [T,h,w,3] in 0..1 at the working size.
-
-    Frames are resized one at a time before any other conversion, so a long full-resolution clip is never
-    copied whole (a 49x480x832 float clip is 235 MB).
-    """
-    import cv2
-
+def _frames_array(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    """[T,H,W,3] (or one [H,W,3] frame) as a uint8 or float32 array; no copy for CPU float32/uint8 tensors."""
     if isinstance(frames, torch.Tensor):
         t = frames.detach().cpu()
         frames = (t if t.dtype in (torch.uint8, torch.float32) else t.float()).numpy()
@@ -125,16 +119,33 @@ def working_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
         raise ValueError(f"frames must be [T,H,W,3] with T >= 1, got {arr.shape}")
-    if arr.dtype not in (np.uint8, np.float32):
-        arr = arr.astype(np.float32)
-    _, h, w, _ = arr.shape
-    wh, ww = working_size(h, w)
-    interp = cv2.INTER_AREA if wh * ww < h * w else cv2.INTER_LINEAR
-    out = np.empty((arr.shape[0], wh, ww, 3), dtype=np.float32)
-    for i, frame in enumerate(arr):
-        small = frame if (wh, ww) == (h, w) else cv2.resize(frame, (ww, wh), interpolation=interp)
-        out[i] = small.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else small
-    return np.clip(out, 0.0, 1.0, out=out)
+    return arr if arr.dtype in (np.uint8, np.float32) else arr.astype(np.float32)
+
+
+def _small_frame(arr: np.ndarray, k: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Frame k at the working size: float32 RGB clipped to 0..1, and its Rec.601 luma as uint8 (for DIS)."""
+    import cv2
+
+    frame = arr[k]
+    h, w = size
+    if frame.shape[:2] != (h, w):
+        interp = cv2.INTER_AREA if h * w < frame.shape[0] * frame.shape[1] else cv2.INTER_LINEAR
+        frame = cv2.resize(frame, (w, h), interpolation=interp)
+    small = frame.astype(np.float32) / np.float32(255.0) if frame.dtype == np.uint8 else np.array(frame)
+    np.clip(small, 0.0, 1.0, out=small)
+    luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return small, np.clip(np.rint(luma * 255.0), 0, 255).astype(np.uint8)
+
+
+def working_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    """[T,H,W,3] float in 0..1 (torch or numpy) or uint8 -> float32 [T,h,w,3] in 0..1 at the working size.
+
+    Frames are resized one at a time before any other conversion, so a long full-resolution clip is never
+    copied whole (a 49x480x832 float clip is 235 MB).
+    """
+    arr = _frames_array(frames)
+    size = working_size(arr.shape[1], arr.shape[2])
+    return np.stack([_small_frame(arr, k, size)[0] for k in range(arr.shape[0])])
 
 
 def working_size(height: int, width: int) -> tuple[int, int]:
@@ -149,57 +160,84 @@ def _dis() -> Any:
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
 
-def _gray_u8(rgb: np.ndarray) -> np.ndarray:
-    """Rec.601 luma of float RGB [T,h,w,3] -> uint8 [T,h,w] (what DIS takes)."""
-    y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
-
-
 def _sq(v: np.ndarray) -> np.ndarray:
     """Squared norm of a [h,w,2] vector field (two multiplies: faster than a reduce over the last axis)."""
     return v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
 
 
-def clip_flow_stats(frames: torch.Tensor | np.ndarray, dis: Any = None) -> FlowStats:
-    """DIS flow both ways on every consecutive pair; warping error, occlusion, motion, acceleration."""
-    import cv2
+class _PairStatistics:
+    """The per-pair measurements, added pair by pair in order (the acceleration reads the previous pair)."""
 
-    rgb = working_frames(frames)
-    t, h, w, _ = rgb.shape
+    def __init__(self, t: int, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.gx, self.gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        self.diag = math.hypot(h, w)
+        self.warp = np.empty(t - 1, dtype=np.float32)
+        self.occl = np.empty(t - 1, dtype=np.float32)
+        self.mag = np.empty(t - 1, dtype=np.float32)
+        self.accel = np.empty(max(0, t - 2), dtype=np.float32)
+        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, i: int, fw: np.ndarray, bw: np.ndarray, rgb0: np.ndarray, rgb1: np.ndarray) -> None:
+        import cv2
+
+        h, w = self.h, self.w
+        map_x, map_y = self.gx + fw[..., 0], self.gy + fw[..., 1]
+        warped = cv2.remap(rgb1, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        bw_at = cv2.remap(bw, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fw2 = _sq(fw)
+        inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+        ok = inside & (_sq(fw + bw_at) < ALPHA * (fw2 + _sq(bw_at)) + BETA)
+        diff = cv2.absdiff(rgb0, warped).reshape(-1, 3)
+        n_ok = int(np.count_nonzero(ok))
+        # sum over the consistent pixels of the channel mean, as one matrix-vector product
+        self.warp[i] = float((ok.reshape(-1).astype(np.float32) @ diff).sum()) / (3 * n_ok) if n_ok \
+            else float(diff.mean())
+        self.occl[i] = 1.0 - n_ok / ok.size
+        self.mag[i] = float(np.sqrt(fw2).mean()) / self.diag
+        if self.prev is not None:  # this pair's flow, read where the previous pair's flow carried each pixel
+            prev_fw, prev_x, prev_y = self.prev
+            here = cv2.remap(fw, prev_x, prev_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            self.accel[i - 1] = float(np.sqrt(_sq(here - prev_fw)).mean()) / self.diag
+        self.prev = (fw, map_x, map_y)
+
+    def result(self) -> FlowStats:
+        return FlowStats(self.warp, self.occl, self.mag, self.accel)
+
+
+def clip_flow_stats(frames: torch.Tensor | np.ndarray, dis: Any = None) -> FlowStats:
+    """DIS flow both ways on every consecutive pair; warping error, occlusion, motion, acceleration.
+
+    DIS runs on this thread; the per-frame resize and the per-pair statistics run in order on one helper
+    thread beside it (both release the GIL), so the clip costs about its DIS calls (see bench/bench_flow.py).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    arr = _frames_array(frames)
+    t = arr.shape[0]
+    size = working_size(arr.shape[1], arr.shape[2])
     if t < 2:
+        _small_frame(arr, 0, size)  # same checks and conversions as a longer clip
         empty = np.zeros(0, dtype=np.float32)
         return FlowStats(empty, empty, empty, empty)
     dis = dis if dis is not None else _dis()
-    gray = _gray_u8(rgb)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    diag = math.hypot(h, w)
-    warp = np.empty(t - 1, dtype=np.float32)
-    occl = np.empty(t - 1, dtype=np.float32)
-    mag = np.empty(t - 1, dtype=np.float32)
-    accel = np.empty(max(0, t - 2), dtype=np.float32)
-    prev = None
-    for i in range(t - 1):
-        fw = dis.calc(gray[i], gray[i + 1], None)
-        bw = dis.calc(gray[i + 1], gray[i], None)
-        map_x, map_y = gx + fw[..., 0], gy + fw[..., 1]
-        warped = cv2.remap(rgb[i + 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        bw_at = cv2.remap(bw, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        fw2 = _sq(fw)
-        cycle = _sq(fw + bw_at)
-        inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-        ok = inside & (cycle < ALPHA * (fw2 + _sq(bw_at)) + BETA)
-        d = np.abs(rgb[i] - warped)
-        diff = (d[..., 0] + d[..., 1] + d[..., 2]) / 3.0
-        n_ok = int(np.count_nonzero(ok))
-        warp[i] = float(diff[ok].sum() / n_ok) if n_ok else float(diff.mean())
-        occl[i] = 1.0 - n_ok / ok.size
-        mag[i] = float(np.sqrt(fw2).mean()) / diag
-        if prev is not None:  # this pair's flow, read where the previous pair's flow carried each pixel
-            prev_fw, prev_x, prev_y = prev
-            here = cv2.remap(fw, prev_x, prev_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            accel[i - 1] = float(np.sqrt(_sq(here - prev_fw)).mean()) / diag
-        prev = (fw, map_x, map_y)
-    return FlowStats(warp, occl, mag, accel)
+    pairs = _PairStatistics(t, *size)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="animereward-flow")
+    try:
+        smalls = [pool.submit(_small_frame, arr, k, size) for k in range(t)]
+        added = []
+        rgb0, gray0 = smalls[0].result()
+        for i in range(t - 1):
+            rgb1, gray1 = smalls[i + 1].result()
+            fw = dis.calc(gray0, gray1, None)
+            bw = dis.calc(gray1, gray0, None)
+            added.append(pool.submit(pairs.add, i, fw, bw, rgb0, rgb1))
+            rgb0, gray0 = rgb1, gray1
+        for done in added:
+            done.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return pairs.result()
 
 
 def flow_scores(frames: torch.Tensor | np.ndarray) -> dict[str, float]:
@@ -222,9 +260,9 @@ class FlowScorer(nn.Module):
     """Scorer-contract wrapper with no parameters.
 
     The measurement (DIS flow) runs in `preprocess`, which returns per-clip statistics; `forward` maps them to
-    this dimension's score, batched. Both flow dimensions need the same flow fields, so the statistics of the
-    last few clips are kept by content (a hash of the frame bytes): when the facade preprocesses the same batch
-    for `flow_motion` after `flow_smoothness`, DIS does not run twice. One DIS instance serves all N clips.
+    this dimension's score, batched. Both flow dimensions need the same flow fields, so the statistics go
+    through the per-call `clip_memo`: when the facade preprocesses the same clips for `flow_motion` after
+    `flow_smoothness`, DIS does not run twice. One DIS instance serves all N clips.
     """
 
     def __init__(self, dimension: str) -> None:
@@ -235,18 +273,16 @@ class FlowScorer(nn.Module):
 
     def preprocess(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
         """`stats` [N,3] float32: (warp error, acceleration error, mean motion); NaN row for a 1-frame clip."""
-        dis = None
+        dis: list[Any] = []  # one DIS instance for every clip of the batch, made when first needed
+
+        def measure(frames: torch.Tensor) -> FlowStats:
+            if not dis:
+                dis.append(_dis())
+            return clip_flow_stats(frames, dis[0])
+
         rows = []
         for frames in batch.frames:
-            # The stats depend only on the working-size frames, so those are the cache key: exact, and ~50x
-            # fewer bytes to hash than the full-resolution clip.
-            small = working_frames(frames)
-            key = _CACHE.key(small)
-            stats = _CACHE.items.get(key)
-            if stats is None:
-                dis = dis if dis is not None else _dis()
-                stats = clip_flow_stats(small, dis)
-                _CACHE.put_key(key, stats)
+            stats = memoised(frames, "flow_stats", lambda f=frames: measure(f))
             if stats.warp.size == 0:
                 rows.append([math.nan] * 3)
             else:
@@ -262,38 +298,6 @@ class FlowScorer(nn.Module):
             return torch.where(single, torch.ones_like(score), score)
         score = 1.0 - torch.exp(-stats[:, 2] / TAU_MOTION)
         return torch.where(single, torch.zeros_like(score), score)
-
-
-class _StatsCache:
-    """A few FlowStats by exact frame content (shape, dtype and a BLAKE2 digest of the bytes)."""
-
-    def __init__(self, size: int = 16) -> None:
-        self.size = size
-        self.items: dict[tuple, FlowStats] = {}
-
-    @staticmethod
-    def key(frames: torch.Tensor | np.ndarray) -> tuple:
-        arr = (
-            frames.detach().cpu().contiguous().numpy()
-            if isinstance(frames, torch.Tensor)
-            else np.ascontiguousarray(frames)
-        )
-        # hash the buffer in place (tobytes() would first copy the whole clip)
-        return (arr.shape, str(arr.dtype), hashlib.blake2b(memoryview(arr).cast("B"), digest_size=16).hexdigest())
-
-    def get(self, frames: torch.Tensor | np.ndarray) -> FlowStats | None:
-        return self.items.get(self.key(frames))
-
-    def put(self, frames: torch.Tensor | np.ndarray, stats: FlowStats) -> None:
-        self.put_key(self.key(frames), stats)
-
-    def put_key(self, key: tuple, stats: FlowStats) -> None:
-        if len(self.items) >= self.size:
-            self.items.pop(next(iter(self.items)))
-        self.items[key] = stats
-
-
-_CACHE = _StatsCache()
 
 
 def build_scorer(dimension: str, weights: Any = None, **_: Any) -> nn.Module:

@@ -220,6 +220,9 @@ class AnimeReward:
             resolve_weights(weights, self.dimensions)  # fail at construction, not at the first score
         self._loaded: dict[str, nn.Module] = {}
         self._lock = threading.RLock()
+        # Preprocess the next chunk while the current one runs its forward (see _Prefetch); False: one
+        # thing at a time, as in the official code (the benchmark compares both).
+        self.prefetch = True
 
     @classmethod
     def from_folder(
@@ -391,34 +394,43 @@ class AnimeReward:
         n = len(clips)
         scores: list[dict[str, float]] = [{} for _ in range(n)]
         extras: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+        chunks = [(d, slice(s, min(n, s + batch_size))) for d in dims for s in range(0, n, batch_size)]
+
+        def batch_of(k: int) -> ClipBatch:
+            d, sl = chunks[k]
+            return ClipBatch(frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
+                             prompts=prompts[sl], first_frames=firsts[sl])
+
+        ahead = _Prefetch() if self.prefetch and len(chunks) > 1 else None
         try:
             with torch.no_grad():
-                for d in dims:
+                for k, (d, sl) in enumerate(chunks):
+                    if should_stop is not None:
+                        should_stop()
                     module = self.scorer(d)
-                    try:
-                        for start in range(0, n, batch_size):
-                            if should_stop is not None:
-                                should_stop()
-                            sl = slice(start, min(n, start + batch_size))
-                            batch = ClipBatch(
-                                frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
-                                prompts=prompts[sl],
-                                first_frames=firsts[sl],
-                            )
-                            values, info = self._run(d, module, batch)
-                            for i, v in enumerate(values):
-                                scores[start + i][d] = v
-                                if info[i]:
-                                    extras[start + i][d] = info[i]
-                            if progress is not None:
-                                progress(d, sl.stop, n)
-                    finally:
-                        if not self.keep_loaded:
-                            self.release(d)
-                    del module
+                    if self.before_forward is not None:
+                        self.before_forward(d, module)
+                    inputs = ahead.take(k, module) if ahead is not None else None
+                    if inputs is None:
+                        inputs = module.preprocess(batch_of(k))
+                    last_of_dim = k + 1 == len(chunks) or chunks[k + 1][0] != d
+                    if ahead is not None and k + 1 < len(chunks) and (self.keep_loaded or not last_of_dim):
+                        ahead.start(k + 1, self.scorer(chunks[k + 1][0]), batch_of(k + 1))
+                    values, info = self._forward(d, module, inputs, sl.stop - sl.start)
+                    for i, v in enumerate(values):
+                        scores[sl.start + i][d] = v
+                        if info[i]:
+                            extras[sl.start + i][d] = info[i]
+                    if progress is not None:
+                        progress(d, sl.stop, n)
+                    if last_of_dim and not self.keep_loaded:
+                        self.release(d)
+                    del module, inputs
         finally:
+            if ahead is not None:
+                ahead.close()  # waits for a preprocess in flight, so nothing lands in the memo after forget
             clip_memo.forget()  # also on Cancel: the memo keeps frame tensors alive
-        del frame_cache
+            frame_cache.clear()
         results = []
         for i in range(n):
             total = float(sum(norm[d] * scores[i][d] for d in dims))
@@ -442,13 +454,10 @@ class AnimeReward:
             raise ValueError("dimensions: empty; give at least one dimension to score")
         return [d for d in self.dimensions if d in wanted]
 
-    def _run(self, name: str, module: nn.Module, batch: ClipBatch) -> tuple[list[float], list[dict[str, float]]]:
-        """before_forward → preprocess (inputs land on the module's current device) → forward → checks."""
-        if self.before_forward is not None:
-            self.before_forward(name, module)
-        inputs = module.preprocess(batch)
+    def _forward(self, name: str, module: nn.Module, inputs: Mapping[str, Any], n: int
+                 ) -> tuple[list[float], list[dict[str, float]]]:
+        """The scorer's forward on preprocessed inputs, with the contract checks."""
         out = module(**inputs)
-        n = len(batch)
         if not isinstance(out, torch.Tensor) or out.shape != (n,):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise RuntimeError(f"{name}: the scorer returned {shape} for {n} clips; the contract is a tensor [N]")
@@ -458,6 +467,50 @@ class AnimeReward:
             raise RuntimeError(f"{name}: non-finite score for clip(s) {bad} of this chunk (a scorer bug)")
         values = values.clamp(0.0, 1.0)  # the contract; guards float rounding just past the ends
         return values.tolist(), _extras(name, module, inputs, n)
+
+
+def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype] | None:
+    """Where a scorer's inputs must go: its first parameter's device and dtype (None without parameters)."""
+    p = next(module.parameters(), None)
+    return None if p is None else (p.device, p.dtype)
+
+
+class _Prefetch:
+    """Preprocesses the next chunk on a helper thread while the current chunk's forward runs.
+
+    Preprocessing (uint8 conversion, PIL resizes, tokenising, DIS flow) is CPU work that mostly releases the
+    GIL; a forward keeps the GPU, or the CPU's matrix units, busy. Overlapping the two is the classic input
+    pipeline. The prefetched inputs are used only if the module is still where it was (same device and dtype)
+    after `before_forward`: ComfyUI's model management may move it in between, and then the chunk is
+    preprocessed again on the calling thread (the per-clip work comes from clip_memo, so little is redone).
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="animereward-prefetch")
+        self.pending: tuple[int, Any, Any] | None = None  # (chunk, placement at submit, future)
+        self.inference = torch.is_inference_mode_enabled()
+
+    def start(self, k: int, module: nn.Module, batch: ClipBatch) -> None:
+        def run() -> Any:
+            # grad modes are per thread: keep the caller's (ComfyUI runs nodes under inference_mode)
+            with torch.inference_mode() if self.inference else torch.no_grad():
+                return module.preprocess(batch)
+
+        self.pending = (k, _placement(module), self.pool.submit(run))
+
+    def take(self, k: int, module: nn.Module) -> Any:
+        """The prefetched inputs of chunk k (re-raising its error), or None when there are none to use."""
+        if self.pending is None or self.pending[0] != k:
+            return None
+        _, placement, future = self.pending
+        self.pending = None
+        inputs = future.result()
+        return inputs if _placement(module) == placement else None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _extras(name: str, module: nn.Module, inputs: Mapping[str, torch.Tensor], n: int) -> list[dict[str, float]]:

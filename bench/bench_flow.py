@@ -1,16 +1,21 @@
 """Flow metrics throughput at 480x832 (Wan 480p) and the share of their time spent in OpenCV's DIS `calc`.
 
-Two paths on the same clip, side by side:
-- core: `flow_metrics.clip_flow_stats` (resize to the working size, DIS both ways per pair, warping, checks);
-- facade: `AnimeReward` with both flow dimensions, `score` on the clip (validation, frame selection, the
-  flow scorers' stats cache, both dimensions).
+Three measurements on the same clip, side by side in each repeat:
+- core: `flow_metrics.clip_flow_stats` (resize to the working size, DIS both ways per pair, warping, checks;
+  the resize and per-pair statistics run on a helper thread beside the DIS calls);
+- facade: `AnimeReward.score` with both flow dimensions (validation, frame selection, the per-call memo that
+  lets the second dimension reuse the first one's flow);
+- DIS alone: the same 2 x 24 `calc` calls on the same working-size frames, back to back, nothing else.
 `calc` is timed by handing the flow code a DIS object that forwards to the real one and adds up the time of
-its `calc` calls. Target: calc > 80 % of the time (the rest is overhead around the flow itself).
+its `calc` calls. Target: calc > 80 % of the time. Because the helper thread competes with DIS for the CPU,
+a `calc` call inside the pipeline can take longer than alone, which would flatter that share; "DIS alone /
+total" divides by the uncontended cost instead, and is the stricter figure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import statistics
 import time
 from collections.abc import Iterator
@@ -20,7 +25,7 @@ import torch
 
 FRAMES = 25  # 24 consecutive pairs
 HEIGHT, WIDTH = 480, 832
-REPEATS = 3
+REPEATS = 5
 
 
 class TimedDIS:
@@ -58,10 +63,13 @@ def _timed_dis(flow_metrics: Any) -> Iterator[list[TimedDIS]]:
         flow_metrics._dis = original
 
 
-def _clear_cache(flow_metrics: Any) -> None:
-    items = getattr(getattr(flow_metrics, "_CACHE", None), "items", None)
-    if isinstance(items, dict):
-        items.clear()
+def _dis_alone(gray: list[Any]) -> float:
+    dis = TimedDIS()
+    t0 = time.perf_counter()
+    for a, b in itertools.pairwise(gray):
+        dis.calc(a, b, None)
+        dis.calc(b, a, None)
+    return time.perf_counter() - t0
 
 
 def run(repeats: int = REPEATS) -> list[tuple[str, str]]:
@@ -71,58 +79,59 @@ def run(repeats: int = REPEATS) -> list[tuple[str, str]]:
 
     clip = make_clip(7, frames=FRAMES, height=HEIGHT, width=WIDTH)
     reward = AnimeReward.from_folder(None)
+    arr = clip.numpy()
+    size = flow_metrics.working_size(HEIGHT, WIDTH)
+    gray = [flow_metrics._small_frame(arr, k, size)[1] for k in range(FRAMES)]
 
-    core_total, core_calc, fac_total, fac_calc, resize, key = [], [], [], [], [], []
+    core_total, core_calc, fac_total, fac_calc, alone, resize = [], [], [], [], [], []
     for i in range(repeats + 1):  # the first round is the warm-up
         dis = TimedDIS()
         t0 = time.perf_counter()
         flow_metrics.clip_flow_stats(clip, dis)
         t_core = time.perf_counter() - t0
 
-        _clear_cache(flow_metrics)
         with _timed_dis(flow_metrics) as made:
             t0 = time.perf_counter()
             reward.score(clip)
             t_fac = time.perf_counter() - t0
 
+        t_alone = _dis_alone(gray)
         t0 = time.perf_counter()
         flow_metrics.working_frames(clip)
         t_resize = time.perf_counter() - t0
-        cache = getattr(flow_metrics, "_CACHE", None)
-        t_key = 0.0
-        if hasattr(cache, "key"):
-            t0 = time.perf_counter()
-            cache.key(clip)
-            t_key = time.perf_counter() - t0
         if i == 0:
             continue
         core_total.append(t_core)
         core_calc.append(dis.seconds)
         fac_total.append(t_fac)
         fac_calc.append(sum(d.seconds for d in made))
+        alone.append(t_alone)
         resize.append(t_resize)
-        key.append(t_key)
 
     med = statistics.median
-    ct, cc, ft, fc = med(core_total), med(core_calc), med(fac_total), med(fac_calc)
-    rs, ky = med(resize), med(key)
+    rng = range(repeats)
+    share_core = med(core_calc[r] / core_total[r] for r in rng)
+    share_fac = med(fac_calc[r] / fac_total[r] for r in rng)
+    alone_core = med(alone[r] / core_total[r] for r in rng)
+    alone_fac = med(alone[r] / fac_total[r] for r in rng)
+    ct, ft, al, rs = med(core_total), med(fac_total), med(alone), med(resize)
     lines = [
-        f"(c) flow metrics: {FRAMES} frames {WIDTH}x{HEIGHT} (working size "
-        f"{'x'.join(map(str, flow_metrics.working_size(HEIGHT, WIDTH)[::-1]))}), CPU "
+        f"(c) flow metrics: {FRAMES} frames {WIDTH}x{HEIGHT} (working size {size[1]}x{size[0]}), CPU "
         f"({torch.get_num_threads()} torch threads), median of {repeats}",
-        f"{'path':<44}{'s':>8}{'frames/s':>10}{'calc s':>9}{'calc share':>12}",
-        f"{'core: clip_flow_stats':<44}{ct:>8.3f}{FRAMES / ct:>10.1f}{cc:>9.3f}{cc / ct:>12.1%}",
-        f"{'facade: score (flow_smoothness + flow_motion)':<44}{ft:>8.3f}{FRAMES / ft:>10.1f}{fc:>9.3f}"
-        f"{fc / ft:>12.1%}",
-        f"  of the core time: resize to the working size {rs:.3f} s ({rs / ct:.1%}); other per-pair work "
-        f"(remap, checks) {ct - cc - rs:.3f} s ({(ct - cc - rs) / ct:.1%})",
-        f"  facade - core: {ft - ct:+.3f} s; one stats-cache key of this clip (hash of the frames) takes {ky:.3f} s",
+        f"{'path':<46}{'s':>8}{'frames/s':>10}{'calc s':>9}{'calc share':>12}{'alone/total':>13}",
+        f"{'core: clip_flow_stats':<46}{ct:>8.3f}{FRAMES / ct:>10.1f}{med(core_calc):>9.3f}{share_core:>12.1%}"
+        f"{alone_core:>13.1%}",
+        f"{'facade: score (flow_smoothness + flow_motion)':<46}{ft:>8.3f}{FRAMES / ft:>10.1f}{med(fac_calc):>9.3f}"
+        f"{share_fac:>12.1%}{alone_fac:>13.1%}",
+        f"{'DIS alone: the 48 calc calls back to back':<46}{al:>8.3f}{FRAMES / al:>10.1f}",
+        f"  the resize to the working size alone (now overlapped with DIS) takes {rs:.3f} s",
     ]
     print("\n".join(lines), flush=True)
     return [
         (f"Flow: frames/s at {WIDTH}x{HEIGHT} (core / through the facade)", f"{FRAMES / ct:.1f} / {FRAMES / ft:.1f}"),
         ("Flow: share of time in DIS calc (core / through the facade)",
-         f"{cc / ct:.1%} / {fc / ft:.1%}  (target > 80%)"),
+         f"{share_core:.1%} / {share_fac:.1%}  (target > 80%)"),
+        ("Flow: DIS alone / total (core / through the facade)", f"{alone_core:.1%} / {alone_fac:.1%}"),
     ]
 
 
