@@ -49,21 +49,29 @@ def motion_frame_indices(num_sampled: int) -> list[int]:
     return torch.linspace(0, num_sampled - 1, steps=MOTION_FRAMES).long().tolist()
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """ComfyUI float frames in 0..1 → uint8 [...,H,W,3], as a decoded video would be: round(clamp(x)·255)."""
+def to_uint8(frames: torch.Tensor, indices: list[int] | None = None) -> np.ndarray:
+    """ComfyUI float frames [T,H,W,3] in 0..1 → uint8, as a decoded video would be: round(clamp(x)·255).
+
+    indices: convert only these frames (no float copy of the selection is made)."""
     import cv2
 
     x = frames.detach()
     if x.dtype != torch.float32:
-        x = x.float()
+        x = x.float() if indices is None else x[indices].float()
+        indices = None
     arr = x.cpu().numpy()
-    if arr.size == 0 or arr.ndim < 2:
-        return (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8)
-    arr = np.ascontiguousarray(arr)
-    if float(arr.min()) < 0.0:  # convertScaleAbs takes |x|: clamp negatives first (rare, never after validation)
-        arr = np.maximum(arr, 0.0)
-    rows = arr.reshape(-1, arr.shape[-2] * arr.shape[-1])
-    return cv2.convertScaleAbs(rows, alpha=255.0).reshape(arr.shape)
+    picked = range(arr.shape[0]) if indices is None else indices
+    out = np.empty((len(picked), *arr.shape[1:]), dtype=np.uint8)
+    for i, k in enumerate(picked):
+        frame = arr[k]
+        if frame.size == 0:
+            continue
+        frame = np.ascontiguousarray(frame)
+        if float(frame.min()) < 0.0:  # convertScaleAbs takes |x|: clamp negatives first (never after validation)
+            frame = np.maximum(frame, 0.0)
+        rows = frame.reshape(frame.shape[0], -1) if frame.ndim > 1 else frame.reshape(1, -1)
+        out[i] = cv2.convertScaleAbs(rows, alpha=255.0).reshape(frame.shape)
+    return out
 
 
 @functools.cache
@@ -139,7 +147,7 @@ def preprocess_frames(frames: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Ten
 
 def sampled_uint8(frames: torch.Tensor) -> np.ndarray:
     """The official frame sample of a clip as uint8 [t,H,W,3] (memoised per call, see clip_memo)."""
-    return memoised(frames, "sampled_uint8", lambda: to_uint8(frames[sample_frame_indices(frames.shape[0])]))
+    return memoised(frames, "sampled_uint8", lambda: to_uint8(frames, sample_frame_indices(frames.shape[0])))
 
 
 def sampled_clip(frames: torch.Tensor) -> torch.Tensor:

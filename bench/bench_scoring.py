@@ -1,16 +1,18 @@
 """Scoring overhead of the facade, and batched vs one-by-one scoring.
 
-(a) overhead: end-to-end `AnimeReward.score_batch` on 8 clips x 24 frames, per dimension and overall, divided
-    by the bare forwards (`scorer.forward(**inputs)`) on the same preprocessed tensors. The scorer's own
-    `preprocess` is timed too, so the table also shows end-to-end / (preprocess + forward): what the facade
-    itself adds (validation, frame selection/conversion, batching, bookkeeping).
+(a) overhead: end-to-end `AnimeReward.score_batch` on 8 clips x 24 frames over the five model dimensions,
+    divided by their bare forwards (`scorer.forward(**inputs)`) on the same preprocessed tensors (target
+    <= 1.15); with the facade's prefetch (the next chunk is preprocessed while a forward runs) and without it
+    (everything one after the other, as the official code does). A second call adds the two flow metrics,
+    which have no forward (their work is the DIS flow, see bench_flow), for the per-dimension table: e2e per
+    dimension, time in the scorer's own preprocess and forward, and the bare forward.
 (b) batched vs one-by-one: `score_batch` of the 8 clips vs 8 calls of `score`, same clips, same models.
 
 Models: small configurations of the real classes for every weighted dimension (CPU budget): the tiny
 official-format Idefics2 checkpoint of the conformance tests, and BLIP/ActionCLIP with the official module
 classes but narrow, shallow towers (their modules offer no small-config builder, see `small_blip` and
-`small_actionclip`); the flow metrics are the real ones. One timing per dimension comes from a single
-score_batch call (the before_forward hook marks a dimension's start, the progress callback its end).
+`small_actionclip`); the flow metrics are the real ones. The preprocessing is the real, full one: the
+official 24-frame sample, PIL resizes, normalisation, tokenising.
 """
 
 from __future__ import annotations
@@ -133,19 +135,10 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _clear_flow_cache() -> None:
-    """The flow scorers keep stats of the last clips by content; repeats must measure the flow, not the cache."""
-    from animereward import flow_metrics
-
-    items = getattr(getattr(flow_metrics, "_CACHE", None), "items", None)
-    if isinstance(items, dict):
-        items.clear()
-
-
 class _Probe:
-    """Timestamps inside one score_batch call, with no extra work on the path being measured:
-    before_forward marks a dimension's start, progress its end, and each scorer's preprocess/forward is
-    wrapped (once) to add up the time spent in the scorer's own code."""
+    """Timestamps inside one score_batch call: each scorer's preprocess/forward is wrapped once (before any
+    timing) to add up the time spent in the scorer's own code, from whichever thread calls it; progress marks
+    a dimension's end, before_forward the first dimension's start."""
 
     def __init__(self) -> None:
         self.reset()
@@ -156,33 +149,34 @@ class _Probe:
         self.pre: dict[str, float] = dict.fromkeys(DIMS, 0.0)
         self.fwd: dict[str, float] = dict.fromkeys(DIMS, 0.0)
 
+    def wrap(self, name: str, module: nn.Module) -> None:
+        pre, fwd = module.preprocess, module.forward
+
+        def timed_pre(batch: Any) -> Any:
+            t0 = time.perf_counter()
+            out = pre(batch)
+            self.pre[name] += time.perf_counter() - t0
+            return out
+
+        def timed_fwd(**inputs: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fwd(**inputs)
+            self.fwd[name] += time.perf_counter() - t0
+            return out
+
+        module.preprocess, module.forward = timed_pre, timed_fwd
+
     def before_forward(self, name: str, module: nn.Module) -> None:
         self.start.setdefault(name, time.perf_counter())
-        if not getattr(module, "_bench_probe", False):
-            pre, fwd = module.preprocess, module.forward
-
-            def timed_pre(batch: Any) -> Any:
-                t0 = time.perf_counter()
-                out = pre(batch)
-                self.pre[name] += time.perf_counter() - t0
-                return out
-
-            def timed_fwd(**inputs: Any) -> Any:
-                t0 = time.perf_counter()
-                out = fwd(**inputs)
-                self.fwd[name] += time.perf_counter() - t0
-                return out
-
-            module.preprocess, module.forward = timed_pre, timed_fwd
-            module._bench_probe = True
 
     def progress(self, name: str, done: int, total: int) -> None:
         self.end[name] = time.perf_counter()
 
 
 def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> list[tuple[str, str]]:
-    """Each repeat runs the three things side by side (score_batch, the bare forwards, 8 x score), so that a
-    busy CPU slows all of them alike; ratios are taken per repeat, then the median."""
+    """Each repeat runs every variant side by side (so a busy CPU slows all of them alike); ratios are taken
+    per repeat, then the median."""
+    from animereward import clip_memo
     from animereward.scorer_protocol import ClipBatch
 
     torch.manual_seed(0)
@@ -192,15 +186,19 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
         clips = _clips(height, width)
         firsts = [c[0] for c in clips]
 
-        def batched() -> None:
-            _clear_flow_cache()
+        def batched(dims: tuple[str, ...], prefetch: bool) -> float:
+            reward.prefetch = prefetch
+            t0 = time.perf_counter()
             reward.score_batch(clips, prompts=PROMPT, first_frames=firsts, batch_size=N_CLIPS,
-                               progress=probe.progress)
+                               progress=probe.progress, dimensions=list(dims))
+            return time.perf_counter() - t0
 
-        def one_by_one() -> None:
+        def one_by_one() -> float:
+            reward.prefetch = True
+            t0 = time.perf_counter()
             for c, f in zip(clips, firsts, strict=True):
-                _clear_flow_cache()
                 reward.score(c, prompt=PROMPT, first_frame=f)
+            return time.perf_counter() - t0
 
         # Warm-up (builds every scorer, pays first-call costs) and the preprocessed tensors of the bare
         # forwards: one batch of the same 8 clips per dimension.
@@ -208,18 +206,21 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
         inputs = {}
         with torch.no_grad():
             for d in DIMS:
-                _clear_flow_cache()
                 inputs[d] = reward.scorer(d).preprocess(batch)
                 reward.scorer(d)(**inputs[d])
+                probe.wrap(d, reward.scorer(d))
+        clip_memo.forget()
+        batched(DIMS, True)
 
         per: dict[str, dict[str, list[float]]] = {d: {"e2e": [], "pre": [], "fwd": [], "bare": []} for d in DIMS}
-        calls, singles, leads = [], [], []
+        runs: dict[str, list[float]] = {"all": [], "models": [], "models_serial": [], "singles": [], "leads": []}
         for _ in range(repeats):
+            runs["models"].append(batched(WEIGHTED, True))
+            runs["models_serial"].append(batched(WEIGHTED, False))
             probe.reset()
             t0 = time.perf_counter()
-            batched()
-            calls.append(time.perf_counter() - t0)
-            leads.append(probe.start[DIMS[0]] - t0)  # validation and frame selection, before any scorer
+            runs["all"].append(batched(DIMS, True))
+            runs["leads"].append(probe.start[DIMS[0]] - t0)  # validation and frame selection, before any scorer
             prev = probe.start[DIMS[0]]
             for d in DIMS:  # a dimension runs from the previous one's last progress call to its own
                 per[d]["e2e"].append(probe.end[d] - prev)
@@ -232,11 +233,9 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
                     # back-to-back median of 3: a first call right after OpenCV/PIL work is sometimes
                     # several times slower on a 2-core machine (thread wake-up/contention), not the model
                     per[d]["bare"].append(_median(lambda m=module, i=inputs[d]: m(**i), 3))
-            t0 = time.perf_counter()
-            one_by_one()
-            singles.append(time.perf_counter() - t0)
+            runs["singles"].append(one_by_one())
 
-    return _report(per, calls, leads, singles, repeats, height, width)
+    return _report(per, runs, repeats, height, width)
 
 
 def _row(label: str, e2e: float, pre: float, fwd: float, bare: float | None) -> str:
@@ -244,50 +243,53 @@ def _row(label: str, e2e: float, pre: float, fwd: float, bare: float | None) -> 
     return f"{label:<26}{e2e:>8.3f}{pre:>8.3f}{fwd:>9.4f}{(bare or 0):>9.4f}{ratio}{e2e / (pre + fwd):>12.3f}"
 
 
-def _report(per: dict[str, dict[str, list[float]]], calls: list[float], leads: list[float], singles: list[float],
-            repeats: int, height: int, width: int) -> list[tuple[str, str]]:
+def _report(per: dict[str, dict[str, list[float]]], runs: dict[str, list[float]], repeats: int, height: int,
+            width: int) -> list[tuple[str, str]]:
     med = statistics.median
-    weighted = [d for d in DIMS if DIMENSIONS[d].needs_weights]
-
-    def total(dims: list[str] | tuple[str, ...], key: str, r: int) -> float:
-        return sum(per[d][key][r] for d in dims)
-
     rng = range(repeats)
-    ratio_all = med(calls[r] / total(DIMS, "bare", r) for r in rng)
-    ratio_weighted = med(total(weighted, "e2e", r) / total(weighted, "bare", r) for r in rng)
-    ratio_inside = med(calls[r] / (total(DIMS, "pre", r) + total(DIMS, "fwd", r)) for r in rng)
-    own_share = med((calls[r] - total(DIMS, "pre", r) - total(DIMS, "fwd", r)) / calls[r] for r in rng)
-    batched_gain = med(singles[r] / calls[r] for r in rng)
+
+    def bare(dims: tuple[str, ...], r: int) -> float:
+        return sum(per[d]["bare"][r] for d in dims)
+
+    models = med(runs["models"][r] / bare(WEIGHTED, r) for r in rng)
+    serial = med(runs["models_serial"][r] / bare(WEIGHTED, r) for r in rng)
+    gain = med(runs["models_serial"][r] / runs["models"][r] for r in rng)
+    whole = med(runs["all"][r] / bare(DIMS, r) for r in rng)
+    inside = [sum(per[d]["pre"][r] + per[d]["fwd"][r] for d in DIMS) for r in rng]
+    batched_gain = med(runs["singles"][r] / runs["all"][r] for r in rng)
 
     lines = [
         f"(a) scoring overhead: score_batch of {N_CLIPS} clips x {FRAMES} frames {height}x{width}, small models, "
         f"CPU ({torch.get_num_threads()} threads); medians of {repeats} side-by-side repeats",
-        f"{'dimension':<26}{'e2e s':>8}{'prep s':>8}{'fwd s':>9}{'bare fwd':>9}{'e2e/bare':>10}{'e2e/(p+f)':>12}",
+        f"  five model dimensions: score_batch {med(runs['models']):.3f} s, bare forwards "
+        f"{med(bare(WEIGHTED, r) for r in rng):.3f} s: e2e / bare = {models:.2f} (target <= 1.15); without the "
+        f"prefetch {med(runs['models_serial']):.3f} s = {serial:.2f} (prefetch speed-up {gain:.2f}x)",
+        "  all seven (+ flow metrics, prefetch on), per dimension: e2e = from the previous dimension's end to its "
+        "own; prep/fwd = time in the scorer's preprocess/forward (prep may run beside the previous forward)",
+        f"{'dimension':<26}{'e2e s':>8}{'prep s':>8}{'fwd s':>9}{'bare fwd':>9}{'e2e/bare':>10}",
     ]
     for d in DIMS:
         m = {k: med(v) for k, v in per[d].items()}
         flow = not DIMENSIONS[d].needs_weights  # the flow measurement runs in preprocess: no bare-forward ratio
-        r_bare = f"{'n/a':>10}" if flow else f"{med(a / b for a, b in zip(per[d]['e2e'], per[d]['bare'], strict=True)):>10.1f}"
-        r_in = med(e / (p + f) for e, p, f in zip(per[d]["e2e"], per[d]["pre"], per[d]["fwd"], strict=True))
-        lines.append(f"{d:<26}{m['e2e']:>8.3f}{m['pre']:>8.3f}{m['fwd']:>9.4f}{m['bare']:>9.4f}{r_bare}{r_in:>12.3f}")
-    for label, dims, whole in (("weighted dimensions (5)", weighted, None), ("whole call (7)", DIMS, calls)):
-        e2e = med(whole) if whole else med(total(dims, "e2e", r) for r in rng)
-        pre, fwd, bare = (med(total(dims, k, r) for r in rng) for k in ("pre", "fwd", "bare"))
-        r_bare = ratio_all if whole else ratio_weighted
-        lines.append(f"{label:<26}{e2e:>8.3f}{pre:>8.3f}{fwd:>9.4f}{bare:>9.4f}{r_bare:>10.1f}{e2e / (pre + fwd):>12.3f}")
-    lines.append(f"facade's own time (whole call - time inside the scorers' preprocess/forward): {own_share:.2%} of "
-                 f"the call (validation/frame selection before the first scorer: {med(leads):.3f} s)")
+        r_bare = f"{'n/a':>10}" if flow else f"{med(a / b for a, b in zip(per[d]['e2e'], per[d]['bare'], strict=True)):>10.2f}"
+        lines.append(f"{d:<26}{m['e2e']:>8.3f}{m['pre']:>8.3f}{m['fwd']:>9.4f}{m['bare']:>9.4f}{r_bare}")
+    lines.append(f"{'whole call (7)':<26}{med(runs['all']):>8.3f}{'':>8}{'':>9}{med(bare(DIMS, r) for r in rng):>9.4f}"
+                 f"{whole:>10.2f}")
+    lines.append(f"time in the scorers' preprocess + forward / whole call: {med(inside[r] / runs['all'][r] for r in rng):.3f}"
+                 f" (above 1: preprocessing beside forwards); validation/frame selection before the first scorer: "
+                 f"{med(runs['leads']):.3f} s")
     lines.append("")
-    lines.append(f"(b) batched vs one-by-one, same {N_CLIPS} clips: score_batch {med(calls):.3f} s, {N_CLIPS} x score "
-                 f"{med(singles):.3f} s; one-by-one / batched = {batched_gain:.2f}")
+    lines.append(f"(b) batched vs one-by-one, same {N_CLIPS} clips, all seven: score_batch {med(runs['all']):.3f} s, "
+                 f"{N_CLIPS} x score {med(runs['singles']):.3f} s; one-by-one / batched = {batched_gain:.2f}")
     print("\n".join(lines), flush=True)
     size = f"{N_CLIPS} clips x {FRAMES} frames {width}x{height}, small models"
     return [
-        (f"Scoring: score_batch / bare forwards ({size})",
-         f"{ratio_all:.1f}  (weighted dims {ratio_weighted:.1f}; target <= 1.15)"),
-        ("Scoring: score_batch / time inside the scorers", f"{ratio_inside:.3f}  (facade's own time {own_share:.2%})"),
+        (f"Scoring: score_batch / bare forwards, five model dims ({size})",
+         f"{models:.2f}  (without prefetch {serial:.2f}; target <= 1.15)"),
+        ("Scoring: whole call with the flow metrics / bare forwards", f"{whole:.2f}  (flow has no forward)"),
         ("Scoring: 8 x score / score_batch of 8", f"{batched_gain:.2f}"),
     ]
+
 
 if __name__ == "__main__":
     run()

@@ -87,6 +87,8 @@ def test_uint8_conversion_is_exact_on_halves_and_out_of_range():
         y = x.to(dtype)
         assert np.array_equal(preprocess.to_uint8(y), _plain_uint8(y)), dtype
     assert np.array_equal(preprocess.to_uint8(x[:, :, ::3]), _plain_uint8(x[:, :, ::3]))  # non-contiguous
+    assert np.array_equal(preprocess.to_uint8(x, [2, 0, 2]), _plain_uint8(x[[2, 0, 2]]))  # a selection
+    assert np.array_equal(preprocess.to_uint8(x.half(), [1]), _plain_uint8(x.half()[[1]]))
 
 
 def test_lut_normalisation_equals_the_official_arithmetic():
