@@ -220,9 +220,10 @@ class AnimeReward:
             resolve_weights(weights, self.dimensions)  # fail at construction, not at the first score
         self._loaded: dict[str, nn.Module] = {}
         self._lock = threading.RLock()
-        # Preprocess the next chunk while the current one runs its forward (see _Prefetch); False: one
-        # thing at a time, as in the official code (the benchmark compares both).
-        self.prefetch = True
+        # Preprocess the next chunk while the current one runs its forward (see _Prefetch): "auto" when that
+        # forward runs on an accelerator (on the CPU the two would only fight over the same cores: measured
+        # in bench_scoring), True always, False never.
+        self.prefetch: bool | str = "auto"
 
     @classmethod
     def from_folder(
@@ -401,6 +402,8 @@ class AnimeReward:
             return ClipBatch(frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
                              prompts=prompts[sl], first_frames=firsts[sl])
 
+        if self.prefetch not in (True, False, "auto"):
+            raise ValueError(f"prefetch: expected True, False or 'auto', got {self.prefetch!r}")
         ahead = _Prefetch() if self.prefetch and len(chunks) > 1 else None
         try:
             with torch.no_grad():
@@ -414,7 +417,8 @@ class AnimeReward:
                     if inputs is None:
                         inputs = module.preprocess(batch_of(k))
                     last_of_dim = k + 1 == len(chunks) or chunks[k + 1][0] != d
-                    if ahead is not None and k + 1 < len(chunks) and (self.keep_loaded or not last_of_dim):
+                    overlap = self.prefetch is True or _runs_off_cpu(module)
+                    if ahead is not None and overlap and k + 1 < len(chunks) and (self.keep_loaded or not last_of_dim):
                         ahead.start(k + 1, self.scorer(chunks[k + 1][0]), batch_of(k + 1))
                     values, info = self._forward(d, module, inputs, sl.stop - sl.start)
                     for i, v in enumerate(values):
@@ -473,6 +477,12 @@ def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype] | None:
     """Where a scorer's inputs must go: its first parameter's device and dtype (None without parameters)."""
     p = next(module.parameters(), None)
     return None if p is None else (p.device, p.dtype)
+
+
+def _runs_off_cpu(module: nn.Module) -> bool:
+    """True when the scorer's forward runs on an accelerator, leaving the CPU free for preprocessing."""
+    placement = _placement(module)
+    return placement is not None and placement[0].type != "cpu"
 
 
 class _Prefetch:

@@ -224,13 +224,17 @@ def test_next_chunk_is_preprocessed_while_the_current_forward_runs() -> None:
             k = calls["fwd"]
             calls["fwd"] += 1
             if k + 1 < len(started):
-                calls["waited"].append(started[k + 1].wait(5 if reward.prefetch else 0.2))
+                off_cpu = any(p.device.type != "cpu" for p in self.parameters())
+                expect = reward.prefetch is True or (reward.prefetch == "auto" and off_cpu)
+                calls["waited"].append(started[k + 1].wait(5 if expect else 0.2))
             return super().forward(x)
 
     events: list = []
     reward = AnimeReward(["visual_motion", "visual_appeal"],
                          builders=dict.fromkeys(["visual_motion", "visual_appeal"],
                                                 lambda name, w, **k: Overlap(name, events)))
+    assert reward.prefetch == "auto"  # these stubs run on the CPU: auto would not overlap them
+    reward.prefetch = True
     clips = [make_clip(i, frames=3, height=16, width=16) for i in range(2)]
     overlapped = reward.score_batch(clips, prompts="p", batch_size=1)
     assert calls["waited"] == [True, True, True]  # chunk k+1 (also of the next dimension) began during forward k
@@ -241,6 +245,22 @@ def test_next_chunk_is_preprocessed_while_the_current_forward_runs() -> None:
     serial = reward.score_batch(clips, prompts="p", batch_size=1)
     assert calls["waited"] == [False, False, False]
     assert [r.to_dict() for r in serial] == [r.to_dict() for r in overlapped]
+    reward.prefetch = "auto"
+    for ev in started:
+        ev.clear()
+    calls.update(pre=0, fwd=0, waited=[])
+    reward.score_batch(clips, prompts="p", batch_size=1)
+    assert calls["waited"] == [False, False, False]  # CPU forwards: no overlap
+    for m in reward.loaded().values():  # a module on an accelerator ("meta" stands in for a GPU here)
+        m.w = nn.Parameter(torch.empty((), device="meta"))
+    for ev in started:
+        ev.clear()
+    calls.update(pre=0, fwd=0, waited=[])
+    reward.score_batch(clips, prompts="p", batch_size=1)
+    assert calls["waited"] == [True, True, True]  # auto overlaps forwards that run off the CPU
+    reward.prefetch = "sometimes"
+    with pytest.raises(ValueError, match="prefetch"):
+        reward.score_batch(clips, prompts="p", batch_size=1)
 
 
 def test_prefetched_inputs_are_redone_when_the_hook_moves_the_module() -> None:
@@ -262,6 +282,7 @@ def test_prefetched_inputs_are_redone_when_the_hook_moves_the_module() -> None:
     events: list = []
     dims = ["visual_motion", "visual_appeal"]
     reward = AnimeReward(dims, builders=dict.fromkeys(dims, lambda name, w, **k: Placed(name, events)))
+    reward.prefetch = True
     reward.before_forward = lambda name, m: m.to(torch.float64) if name == "visual_appeal" else None
     result = reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
     assert result.scores == {"visual_motion": 0.5, "visual_appeal": 0.5}
