@@ -24,6 +24,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,8 +223,8 @@ class AnimeReward:
         self._lock = threading.RLock()
         # Preprocess the next chunk while the current one runs its forward (see _Prefetch): "auto" when that
         # forward runs on an accelerator (on the CPU the two would only fight over the same cores: measured
-        # in bench_scoring), True always, False never.
-        self.prefetch: bool | str = "auto"
+        # in bench_scoring), True always, False never. Default from $ANIMEREWARD_PREFETCH (auto/on/off).
+        self.prefetch: bool | str = prefetch_default()
 
     @classmethod
     def from_folder(
@@ -477,6 +478,19 @@ def _placement(module: nn.Module) -> tuple[torch.device, torch.dtype] | None:
     """Where a scorer's inputs must go: its first parameter's device and dtype (None without parameters)."""
     p = next(module.parameters(), None)
     return None if p is None else (p.device, p.dtype)
+
+
+PREFETCH_ENV = "ANIMEREWARD_PREFETCH"
+_PREFETCH_VALUES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+
+
+def prefetch_default() -> bool | str:
+    """`AnimeReward.prefetch` for new instances: $ANIMEREWARD_PREFETCH = auto (default), on or off."""
+    value = os.environ.get(PREFETCH_ENV, "auto").strip().lower() or "auto"
+    if value not in _PREFETCH_VALUES:
+        log.warning("%s=%r is not one of %s; using auto", PREFETCH_ENV, value, list(_PREFETCH_VALUES))
+        return "auto"
+    return _PREFETCH_VALUES[value]
 
 
 def _runs_off_cpu(module: nn.Module) -> bool:

@@ -85,3 +85,28 @@ def test_quantization_without_cuda_is_a_clear_error(comfy, weights_folder):
         comfy.run(wf)
     msg = str(err.value)
     assert "AnimeReward Loader" in msg and "quantization" in msg and "CUDA" in msg
+
+
+def test_prefetch_thread_under_the_executor_gives_the_same_scores(comfy, weights_folder, monkeypatch):
+    """ANIMEREWARD_PREFETCH=on forces the prefetch thread (auto uses it only for GPU forwards): under ComfyUI's
+    executor (inference mode, model patchers) the next dimension is preprocessed on that thread, same scores."""
+    import json
+    import threading
+
+    wf = _graph(weights_folder, prompt="a girl waves", first_frame=["f", 0])
+    wf["f"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["1", 0], "batch_index": 0, "length": 1}}
+    runs = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv("ANIMEREWARD_PREFETCH", mode)
+        seen_threads: set[str] = set()
+        original = threading.Thread.run
+
+        def spy(self, _orig=original, _seen=seen_threads):
+            _seen.add(self.name.rsplit("_", 1)[0])
+            return _orig(self)
+
+        monkeypatch.setattr(threading.Thread, "run", spy)
+        runs[mode] = (json.loads(captured(comfy.run(wf), "c")["string"]), seen_threads)
+        monkeypatch.setattr(threading.Thread, "run", original)
+    assert runs["on"][0]["scores"] == pytest.approx(runs["off"][0]["scores"], abs=1e-6)
+    assert "animereward-prefetch" in runs["on"][1] and "animereward-prefetch" not in runs["off"][1]
