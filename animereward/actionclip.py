@@ -18,6 +18,7 @@ The two prompts are fixed, so their token ids are constants (no `clip` package n
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -53,20 +54,35 @@ PROMPT_TOKEN_IDS: tuple[tuple[int, ...], ...] = (
 # `clip.logit_scale` is loaded (strict) but not used, as in the official code.
 LOGIT_SCALE = 100.0
 
-# OpenAI CLIP ViT-B/16 hyper-parameters (what clip.load('ViT-B/16') builds).
-EMBED_DIM = 512
 IMAGE_SIZE = 224
 PATCH_SIZE = 16
-VISION_WIDTH = 768
-VISION_LAYERS = 12
-VISION_HEADS = VISION_WIDTH // 64
 VOCAB_SIZE = 49408
-TEXT_WIDTH = 512
-TEXT_LAYERS = 12
-TEXT_HEADS = TEXT_WIDTH // 64
-# ActionCLIP adapter (init_actionclip mode='self': 8 segments; layers counted from the checkpoint = 6).
-ADAPTER_LAYERS = 6
-ADAPTER_HEADS = TEXT_WIDTH // 64
+
+
+@dataclass(frozen=True)
+class ActionClipSize:
+    """Tower sizes. The defaults are what `clip.load('ViT-B/16')` builds plus ActionCLIP's adapter (init_actionclip
+    mode='self': 8 segments; 6 layers, counted from the checkpoint): the official checkpoint's shapes. Smaller
+    sizes build the same classes, with the same forward code, for tests and benchmarks."""
+
+    embed_dim: int = 512
+    vision_width: int = 768
+    vision_layers: int = 12
+    text_width: int = 512
+    text_layers: int = 12
+    adapter_layers: int = 6
+    head_width: int = 64  # attention heads = width // head_width (the adapter's from text_width, as upstream)
+
+    @property
+    def vision_heads(self) -> int:
+        return self.vision_width // self.head_width
+
+    @property
+    def text_heads(self) -> int:
+        return self.text_width // self.head_width
+
+
+OFFICIAL_SIZE = ActionClipSize()
 
 
 def prompt_token_ids() -> torch.Tensor:
@@ -168,16 +184,16 @@ class Transformer(nn.Module):
 class VisionTransformer(nn.Module):
     """CLIP ViT-B/16 image tower: patch conv (no bias), CLS, ln_pre, 12 blocks, ln_post(CLS) @ proj."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: ActionClipSize = OFFICIAL_SIZE) -> None:
         super().__init__()
-        grid = IMAGE_SIZE // PATCH_SIZE
-        self.conv1 = nn.Conv2d(3, VISION_WIDTH, kernel_size=PATCH_SIZE, stride=PATCH_SIZE, bias=False)
-        self.class_embedding = nn.Parameter(torch.empty(VISION_WIDTH))
-        self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, VISION_WIDTH))
-        self.ln_pre = LayerNorm(VISION_WIDTH)
-        self.transformer = Transformer(VISION_WIDTH, VISION_LAYERS, VISION_HEADS)
-        self.ln_post = LayerNorm(VISION_WIDTH)
-        self.proj = nn.Parameter(torch.empty(VISION_WIDTH, EMBED_DIM))
+        grid, width = IMAGE_SIZE // PATCH_SIZE, size.vision_width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=PATCH_SIZE, stride=PATCH_SIZE, bias=False)
+        self.class_embedding = nn.Parameter(torch.empty(width))
+        self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
+        self.ln_pre = LayerNorm(width)
+        self.transformer = Transformer(width, size.vision_layers, size.vision_heads)
+        self.ln_post = LayerNorm(width)
+        self.proj = nn.Parameter(torch.empty(width, size.embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, 224, 224] normalised images → [B, 512] (unnormalised) image features."""
@@ -191,14 +207,15 @@ class VisionTransformer(nn.Module):
 class CLIP(nn.Module):
     """OpenAI CLIP ViT-B/16 with its official parameter names (the `clip.*` part of the checkpoint)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: ActionClipSize = OFFICIAL_SIZE) -> None:
         super().__init__()
-        self.visual = VisionTransformer()
-        self.transformer = Transformer(TEXT_WIDTH, TEXT_LAYERS, TEXT_HEADS, causal=True)
-        self.token_embedding = Embedding(VOCAB_SIZE, TEXT_WIDTH)
-        self.positional_embedding = nn.Parameter(torch.empty(CONTEXT_LENGTH, TEXT_WIDTH))
-        self.ln_final = LayerNorm(TEXT_WIDTH)
-        self.text_projection = nn.Parameter(torch.empty(TEXT_WIDTH, EMBED_DIM))
+        width = size.text_width
+        self.visual = VisionTransformer(size)
+        self.transformer = Transformer(width, size.text_layers, size.text_heads, causal=True)
+        self.token_embedding = Embedding(VOCAB_SIZE, width)
+        self.positional_embedding = nn.Parameter(torch.empty(CONTEXT_LENGTH, width))
+        self.ln_final = LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.empty(width, size.embed_dim))
         self.logit_scale = nn.Parameter(torch.empty(()))  # in the checkpoint; unused (fixed scale 100)
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -211,10 +228,10 @@ class CLIP(nn.Module):
 class TemporalAdapter(nn.Module):
     """ActionCLIP's TransformerAdapter: frame positions, 6 CLIP blocks over the frames, residual, mean."""
 
-    def __init__(self, num_segments: int = MOTION_FRAMES, layers: int = ADAPTER_LAYERS) -> None:
+    def __init__(self, size: ActionClipSize = OFFICIAL_SIZE, num_segments: int = MOTION_FRAMES) -> None:
         super().__init__()
-        self.frame_position_embeddings = Embedding(num_segments, EMBED_DIM)
-        self.transformer = Transformer(EMBED_DIM, layers, ADAPTER_HEADS)
+        self.frame_position_embeddings = Embedding(num_segments, size.embed_dim)
+        self.transformer = Transformer(size.embed_dim, size.adapter_layers, size.text_heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, S, 512] per-frame features → [N, 512] video features."""
@@ -226,10 +243,10 @@ class TemporalAdapter(nn.Module):
 class ActionClip(nn.Module):
     """The official `ActionClip` (mmaction2 project, as used by AnimeReward): keys `clip.*`, `adapter.*`."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: ActionClipSize = OFFICIAL_SIZE) -> None:
         super().__init__()
-        self.clip = CLIP()
-        self.adapter = TemporalAdapter()
+        self.clip = CLIP(size)
+        self.adapter = TemporalAdapter(size)
 
 
 def actionclip_from_state_dict(state: dict[str, torch.Tensor]) -> ActionClip:

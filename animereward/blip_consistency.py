@@ -100,12 +100,14 @@ class _BlipConsistency(nn.Module):
 
     name: str
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = TEXT_WIDTH, depth: int = 12, heads: int = 12) -> None:
+        """The defaults are the official ViT-B/16 (and bert-base) sizes; smaller ones build the same classes,
+        with the same forward code, for tests and benchmarks."""
         super().__init__()
-        self.visual_encoder = VisionTransformer()
-        self.img_proj = nn.Linear(TEXT_WIDTH, TEXT_WIDTH)
-        self.img_key_proj = nn.Linear(TEXT_WIDTH, TEXT_WIDTH)
-        self.head_diff = nn.Linear(2 * TEXT_WIDTH, 1)
+        self.visual_encoder = VisionTransformer(embed_dim=width, depth=depth, num_heads=heads)
+        self.img_proj = nn.Linear(width, width)
+        self.img_key_proj = nn.Linear(width, width)
+        self.head_diff = nn.Linear(2 * width, 1)
         self.vit_chunk = VIT_CHUNK
 
     @property
@@ -151,9 +153,10 @@ class TextVideoConsistency(_BlipConsistency):
 
     name = TEXT_VIDEO
 
-    def __init__(self, vocab_file: Path | None = None) -> None:
-        super().__init__()
-        self.text_encoder = BertTextEncoder()
+    def __init__(self, vocab_file: Path | None = None, width: int = TEXT_WIDTH, depth: int = 12,
+                 heads: int = 12) -> None:
+        super().__init__(width, depth, heads)
+        self.text_encoder = BertTextEncoder(hidden=width, num_heads=heads, inner=4 * width, depth=depth)
         self.tokenizer = load_tokenizer(vocab_file)
 
     def preprocess(self, batch: ClipBatch) -> dict[str, torch.Tensor]:

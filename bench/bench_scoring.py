@@ -12,18 +12,16 @@
 
 Models: small configurations of the real classes for every weighted dimension (CPU budget): the tiny
 official-format Idefics2 checkpoint of the conformance tests, and BLIP/ActionCLIP with the official module
-classes but narrow, shallow towers (their modules offer no small-config builder, see `small_blip` and
-`small_actionclip`); the flow metrics are the real ones. The preprocessing is the real, full one: the
+classes but narrow, shallow towers (`small_blip`, `small_actionclip`); the flow metrics are the real ones. The preprocessing is the real, full one: the
 official 24-frame sample, PIL resizes, normalisation, tokenising.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,44 +57,20 @@ def _init_(module: nn.Module, seed: int) -> nn.Module:
 
 
 def small_blip(dimension: str, width: int = 64) -> nn.Module:
-    """The official BLIP consistency class with a 2-layer, `width`-wide ViT/BERT (forward code unchanged)."""
+    """The official BLIP consistency class with a 2-layer, `width`-wide ViT/BERT."""
     from animereward import blip_consistency as bc
-    from animereward.blip_text import BertTextEncoder
-    from animereward.blip_vit import VisionTransformer
 
-    with torch.device("meta"):  # the full-size towers are never allocated
-        model = bc.ImageVideoConsistency() if dimension == bc.IMAGE_VIDEO else bc.TextVideoConsistency()
-    model.visual_encoder = VisionTransformer(embed_dim=width, depth=2, num_heads=2)
-    model.img_proj = nn.Linear(width, width)
-    model.img_key_proj = nn.Linear(width, width)
-    model.head_diff = nn.Linear(2 * width, 1)
-    if dimension == bc.TEXT_VIDEO:
-        model.text_encoder = BertTextEncoder(hidden=width, num_heads=2, inner=2 * width, depth=2)
-    return _init_(model, 1)
-
-
-@contextlib.contextmanager
-def _patched(module: Any, **values: Any) -> Iterator[None]:
-    old = {k: getattr(module, k) for k in values}
-    for k, v in values.items():
-        setattr(module, k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            setattr(module, k, v)
+    cls = bc.ImageVideoConsistency if dimension == bc.IMAGE_VIDEO else bc.TextVideoConsistency
+    return _init_(cls(width=width, depth=2, heads=2), 1)
 
 
 def small_actionclip(width: int = 64) -> nn.Module:
-    """The official ActionCLIP scorer with `width`-wide, 2-layer towers (its classes read these sizes from
-    module constants, so they are patched while the model is built; the forward code is unchanged)."""
+    """The official ActionCLIP scorer with `width`-wide, 2-layer towers."""
     from animereward import actionclip as ac
 
-    sizes = {"VISION_WIDTH": width, "VISION_LAYERS": 2, "VISION_HEADS": 2, "EMBED_DIM": width,
-             "TEXT_WIDTH": width, "TEXT_LAYERS": 2, "TEXT_HEADS": 2, "ADAPTER_HEADS": 2}
-    with _patched(ac, **sizes):
-        model = _init_(ac.ActionClip(), 2)
-        return ac.ActionClipMotionScorer(model)
+    size = ac.ActionClipSize(embed_dim=width, vision_width=width, vision_layers=2, text_width=width, text_layers=2,
+                             head_width=width // 2)
+    return ac.ActionClipMotionScorer(_init_(ac.ActionClip(size), 2))
 
 
 def small_builders(workdir: Path) -> dict[str, Callable[..., nn.Module]]:

@@ -83,6 +83,10 @@ def test_module_has_exactly_the_official_keys_and_shapes(shapes: dict[str, list[
     assert ours == shapes
     assert len(shapes) == 375
     assert {k.split(".", 1)[0] for k in shapes} == {"clip", "adapter"}
+    # a small size (tests, benchmarks) builds the same modules: the same names, smaller shapes
+    with torch.device("meta"):
+        small = ac.ActionClip(ac.ActionClipSize(64, 64, 12, 64, 12, 6, 32))
+    assert {k: len(v.shape) for k, v in small.state_dict().items()} == {k: len(v) for k, v in shapes.items()}
 
 
 def test_build_scorer_loads_the_mmengine_checkpoint_strictly(

@@ -108,6 +108,11 @@ def test_official_keys_cover_module_exactly(dimension: str) -> None:
     else:
         assert dropped[0] == "text_encoder.embeddings.position_ids"
         assert len(dropped) == 1 + 12 * 10 and all(".crossattention." in k for k in dropped[1:])
+    # a small size (tests, benchmarks) builds the same modules: the same names, smaller shapes
+    cls = blip_consistency.ImageVideoConsistency if dimension == IMAGE_VIDEO else blip_consistency.TextVideoConsistency
+    with torch.device("meta"):
+        small = cls(width=64, depth=12, heads=2)
+    assert {k: len(v.shape) for k, v in small.state_dict().items()} == {k: len(v) for k, v in ours.items()}
 
 
 @pytest.mark.parametrize("dimension", [IMAGE_VIDEO, TEXT_VIDEO])
