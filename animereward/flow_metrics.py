@@ -8,12 +8,13 @@ on frames resized to a working size:
   that smoothness is about, averages away grain and compression noise, measures every clip at one scale (so
   scores do not depend on resolution), and keeps a DIS call under 10 ms on a CPU.
 - flow: `cv2.DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM)` on grayscale uint8 (Rec.601 luma of the
-  working-size frame), both ways (t->t+1 and t+1->t). MEDIUM, not FAST: on flat-coloured cel shading (textureless interiors, motion carried by outlines)
-  FAST's coarser finest scale leaves wrong flow at edges, which the warping error then blames on the clip:
-  on the synthetic clips FAST's warping error on clean motion is 1.7x MEDIUM's (0.0087 vs 0.0052) and the
-  smallest clean-vs-freeze margin over 8 seeds drops from 0.14 to 0.08. MEDIUM costs twice FAST: a frame
-  pair (both flows, warps, statistics) takes ~14 ms at 256x148 on a 2-core CPU (FAST ~7 ms), so an 81-frame
-  clip takes ~1.2 s.
+  working-size frame), both ways (t->t+1 and t+1->t). MEDIUM, not FAST: on flat-coloured cel shading
+  (textureless interiors, motion carried by outlines) FAST's coarser finest scale leaves wrong flow at edges,
+  which the warping error then blames on the clip: on the synthetic clips FAST's warping error on clean motion
+  is 1.7x MEDIUM's (0.0087 vs 0.0052) and the smallest clean-vs-freeze margin over 8 seeds drops from 0.14 to
+  0.08. MEDIUM costs twice FAST: the two DIS calls of a pair take ~7 ms at 256x148 on a 2-core CPU; the
+  resize and the warping statistics run beside them on a helper thread, so a 480p clip goes at ~110 frames/s
+  (bench_flow) and an 81-frame clip takes ~0.75 s.
 
 flow_smoothness (higher = smoother) = exp(-E_warp / TAU_WARP - A / TAU_ACCEL), two terms:
 - E_warp, temporal warping error (Lai et al. 2018 style): frame t+1 is warped onto t along the forward flow

@@ -434,6 +434,8 @@ class AnimeReward:
         finally:
             if ahead is not None:
                 ahead.close()  # waits for a preprocess in flight, so nothing lands in the memo after forget
+            if not self.keep_loaded:
+                self.release()  # also when a chunk failed or was cancelled midway through a dimension
             clip_memo.forget()  # also on Cancel: the memo keeps frame tensors alive
             frame_cache.clear()
         results = []

@@ -299,6 +299,19 @@ def test_keep_loaded_false_releases_each_dimension_after_its_batch() -> None:
     assert reward.loaded() == {}
     reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
     assert [e[1] for e in events if e[0] == "build"] == ["visual_motion", "text_video_consistency"] * 2
+    reward.prefetch = True  # even forced, the next dimension is not built before this one is released
+    resident.clear()
+    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    assert resident == [["visual_motion"], ["text_video_consistency"]] and reward.loaded() == {}
+
+    def fail(name: str, m: nn.Module) -> None:
+        if name == "text_video_consistency":
+            raise RuntimeError("out of memory")
+
+    reward.before_forward = fail
+    with pytest.raises(RuntimeError, match="out of memory"):
+        reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    assert reward.loaded() == {}  # a failed call leaves nothing resident either
 
 
 def test_before_forward_runs_before_preprocess_and_inputs_follow_the_module(idefics2_root: Path) -> None:
