@@ -56,10 +56,9 @@ def to_uint8(frames: torch.Tensor, indices: list[int] | None = None) -> np.ndarr
     import cv2
 
     x = frames.detach()
-    if x.dtype != torch.float32:
-        x = x.float() if indices is None else x[indices].float()
-        indices = None
-    arr = x.cpu().numpy()
+    if indices is not None and (x.dtype != torch.float32 or x.device.type != "cpu"):
+        x, indices = x[indices], None  # select before converting or copying to the CPU
+    arr = (x if x.dtype == torch.float32 else x.float()).cpu().numpy()
     picked = range(arr.shape[0]) if indices is None else indices
     out = np.empty((len(picked), *arr.shape[1:]), dtype=np.uint8)
     for i, k in enumerate(picked):
