@@ -215,11 +215,15 @@ def scorer_class() -> type:
             self.model.vision_model.embeddings.__class__ = OfficialIdefics2VisionEmbeddings
             self.name = "visual_appeal"
             self.processor: Any = None
-            self.pixel_recipe: PixelRecipe | bool | None = False  # False: not derived from the processor yet
             self.max_batch = 4
             self.vision_chunk = 8
             self.last_raw_scores: torch.Tensor | None = None
             self.post_init()
+
+        @functools.cached_property
+        def fast_pixels(self) -> PixelRecipe | None:
+            """The processor's pixel recipe, derived on first use (`processor` is set after construction)."""
+            return pixel_recipe(self.processor.image_processor)
 
         # -- contract -------------------------------------------------------------------------------------
         def preprocess(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
@@ -230,12 +234,10 @@ def scorer_class() -> type:
             """
             if self.processor is None:
                 raise RuntimeError("no processor: build the scorer with build_scorer()")
-            if self.pixel_recipe is False:
-                self.pixel_recipe = pixel_recipe(self.processor.image_processor)
             per_clip = []
             for i, frames in enumerate(batch.frames):
                 prompt = batch.prompts[i] if i < len(batch.prompts) else None
-                pixels = clip_pixel_values(self.processor, self.pixel_recipe, frames)
+                pixels = clip_pixel_values(self.processor, self.fast_pixels, frames)
                 # Text alone: the processor expands each <image> the same way with or without the images.
                 num_images = len(sample_frame_indices(frames.shape[0]))  # splitting makes more pixel rows
                 enc = dict(self.processor(text=build_eval_prompt(prompt, num_images), return_tensors="pt"))

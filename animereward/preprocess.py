@@ -68,8 +68,7 @@ def to_uint8(frames: torch.Tensor, indices: list[int] | None = None) -> np.ndarr
         frame = np.ascontiguousarray(frame)
         if float(frame.min()) < 0.0:  # convertScaleAbs takes |x|: clamp negatives first (never after validation)
             frame = np.maximum(frame, 0.0)
-        rows = frame.reshape(frame.shape[0], -1) if frame.ndim > 1 else frame.reshape(1, -1)
-        out[i] = cv2.convertScaleAbs(rows, alpha=255.0).reshape(frame.shape)
+        out[i] = cv2.convertScaleAbs(frame.reshape(frame.shape[0], -1), alpha=255.0).reshape(frame.shape)
     return out
 
 

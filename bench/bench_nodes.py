@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .timing import median_seconds
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 for _p in (REPO_ROOT, REPO_ROOT / "tests"):  # appended: ComfyUI's own `nodes` must stay first once loaded
     if str(_p) not in sys.path:
@@ -66,14 +68,8 @@ def bench_drawing_per_1080p_frame() -> dict[str, float]:
     scores = {"visual_smoothness": 0.8, "visual_motion": 0.4, "visual_appeal": 0.7, "text_video_consistency": 0.6,
               "image_video_consistency": 0.9, "flow_smoothness": 0.75, "flow_motion": 0.3}
 
-    def timed(fn, repeats: int = 5) -> float:
-        fn()
-        out = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-        return statistics.median(out)
+    def timed(fn) -> float:
+        return median_seconds(fn, 5, warmup=True)
 
     copy = timed(lambda: frames.clone())
     overlay = timed(lambda: draw_scores(frames, scores, 0.66, "top-left", 0.85))

@@ -32,6 +32,8 @@ from animereward.dimensions import DIMENSIONS
 from animereward.reward import AnimeReward
 from animereward.synthetic_clips import make_clip
 
+from .timing import median_seconds
+
 N_CLIPS = 8
 FRAMES = 24
 # Half of Wan 2.x 480p (480x832) in each direction: the CPU budget of `python -m bench` (~3 min on 2 cores).
@@ -100,15 +102,6 @@ def small_builders(workdir: Path) -> dict[str, Callable[..., nn.Module]]:
 
 def _clips(height: int, width: int) -> list[torch.Tensor]:
     return [make_clip(s, frames=FRAMES, height=height, width=width) for s in range(N_CLIPS)]
-
-
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 class _Probe:
@@ -209,7 +202,7 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
                     module = reward.scorer(d)
                     # back-to-back median of 3: a first call right after OpenCV/PIL work is sometimes
                     # several times slower on a 2-core machine (thread wake-up/contention), not the model
-                    per[d]["bare"].append(_median(lambda m=module, i=inputs[d]: m(**i), 3))
+                    per[d]["bare"].append(median_seconds(lambda m=module, i=inputs[d]: m(**i), 3))
             runs["singles"].append(one_by_one())
             runs["pil"].append(_pil_resizes(reward, clips))
 
@@ -219,8 +212,6 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
 def _pil_resizes(reward: AnimeReward, clips: list[torch.Tensor]) -> float:
     """Seconds of the official PIL resizes alone for these clips (img_all bicubic 224, and the Idefics2
     processor's bilinear size), on the same threads the preprocessing uses: the floor of exact preprocessing."""
-    from PIL import Image
-
     from animereward.idefics2_regression import pixel_recipe
     from animereward.preprocess import resize_uint8, sample_frame_indices, to_uint8
 
@@ -229,7 +220,7 @@ def _pil_resizes(reward: AnimeReward, clips: list[torch.Tensor]) -> float:
     t0 = time.perf_counter()
     for u8 in frames:
         resize_uint8(u8)
-        resize_uint8(u8, recipe.output_size(*u8.shape[1:3]), recipe.resample or Image.BILINEAR)
+        resize_uint8(u8, recipe.output_size(*u8.shape[1:3]), recipe.resample)
     return time.perf_counter() - t0
 
 
