@@ -249,14 +249,15 @@ class ActionClip(nn.Module):
         self.adapter = TemporalAdapter(size)
 
 
-def actionclip_from_state_dict(state: dict[str, torch.Tensor]) -> ActionClip:
+def actionclip_from_state_dict(state: dict[str, torch.Tensor],
+                               what: str = "ActionCLIP (visual_motion) checkpoint") -> ActionClip:
     """An fp32 CPU `ActionClip` holding exactly `state` (strict: every official key, nothing else).
 
     The module is allocated uninitialised (`torch.empty`, no-op `reset_parameters`): the strict load
     overwrites every parameter or raises, so nothing uninitialised can survive.
     """
     model = ActionClip()
-    load_state_dict_strict(model, state, rename=lambda key: key, what="ActionCLIP (visual_motion) checkpoint")
+    load_state_dict_strict(model, state, rename=lambda key: key, what=what)
     return model.float().eval()
 
 
@@ -312,10 +313,11 @@ class ActionClipMotionScorer(nn.Module):
 
 
 def scorer_from_state_dict(
-    state: dict[str, torch.Tensor], *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    state: dict[str, torch.Tensor], *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+    what: str = "ActionCLIP (visual_motion) checkpoint",
 ) -> ActionClipMotionScorer:
     """Strictly load the official `state_dict`, cache the prompt features (fp32), then move and cast."""
-    scorer = ActionClipMotionScorer(actionclip_from_state_dict(state))
+    scorer = ActionClipMotionScorer(actionclip_from_state_dict(state, what))
     # Text features stay float32 (they are final); only the towers take `dtype`.
     scorer.visual.to(device=device, dtype=dtype)
     scorer.adapter.to(device=device, dtype=dtype)
@@ -330,5 +332,10 @@ def build_scorer(
     entry `state_dict`) or its converted `.safetensors`."""
     if dimension != DIMENSION:
         raise ValueError(f"actionclip builds only the {DIMENSION!r} dimension, not {dimension!r}")
-    state = load_checkpoint_dict(Path(weights), key="state_dict")
-    return scorer_from_state_dict(state, dtype=dtype, device=device)
+    built: list[ActionClipMotionScorer] = []
+    what = f"{DIMENSION} checkpoint {weights}"  # errors name the file, like the other dimensions'
+    # Building is the key check: it runs before a .pth is converted, so a broken file leaves no copy.
+    load_checkpoint_dict(Path(weights), key="state_dict",
+                         check=lambda state: built.append(scorer_from_state_dict(state, dtype=dtype, device=device,
+                                                                                 what=what)))
+    return built[-1]

@@ -212,6 +212,7 @@ def build_scorer(
             scorer = TextVideoConsistency(user_vocab if user_vocab.is_file() else None)
     else:
         raise ValueError(f"BLIP consistency scorers are {IMAGE_VIDEO!r} and {TEXT_VIDEO!r}, not {dimension!r}")
-    state = load_checkpoint_dict(weights, CHECKPOINT_KEY)
-    load_weights(scorer, state, f"{dimension} checkpoint {weights}")
+    # The strict load is the key check: it runs before a .pth is converted, so a broken file leaves no copy.
+    load_checkpoint_dict(weights, CHECKPOINT_KEY,
+                         check=lambda state: load_weights(scorer, state, f"{dimension} checkpoint {weights}"))
     return scorer.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -7,8 +7,10 @@ refuses. Then the globals the file needs are listed statically; if every one is 
 training metadata (checkpoint_allowlist.py: our own do-nothing stand-ins, also for numpy values) the file is
 loaded again, still weights_only, with just those names bound to the stand-ins. Any other global
 (`os.system`, `eval`, a `__reduce__` to anything) leaves the file refused, with the file and globals named.
-After the first successful read the chosen sub-dict is written once as `.safetensors` beside the `.pth`
-(same stem) and later loads read that instead (faster, and no pickle at all).
+After the first successful read, and only once the caller's key check has passed (a broken file must not
+leave a copy behind), the chosen sub-dict is written once as `.safetensors` beside the `.pth` (same stem);
+later loads read that instead (faster, and no pickle at all). The copy records its source's size, time and
+SHA-256, so a `.pth` replaced later (a fixed download) is converted again instead of shadowed by the old copy.
 
 Key mapping is strict: every checkpoint key is either renamed onto a parameter/buffer of our module or
 dropped on purpose by the caller's `rename` (returning None); anything missing or left over raises with
@@ -17,6 +19,7 @@ the keys listed, so a wrong or truncated checkpoint can never load half-way.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -47,6 +50,48 @@ class CheckpointError(RuntimeError):
 def safetensors_path(path: Path) -> Path:
     """Where the converted copy of a `.pth` lives: same folder, same stem."""
     return Path(path).with_suffix(".safetensors")
+
+
+KeyCheck = Callable[[dict[str, torch.Tensor]], None]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_metadata(source: Path) -> dict[str, str]:
+    """What ties a converted copy to the `.pth` it came from (stored in the safetensors header)."""
+    st = source.stat()
+    return {"converted_from": source.name, "source_size": str(st.st_size),
+            "source_mtime_ns": str(st.st_mtime_ns), "source_sha256": _sha256(source)}
+
+
+def _copy_is_stale(copy: Path, source: Path) -> bool:
+    """True when `copy` was converted from a `.pth` other than `source` as it is now.
+
+    A safetensors without our `converted_from` mark was made by hand (our refusal message suggests it) and is
+    used as it is. A copy from before sources were recorded is converted again once. Same size and time: fresh;
+    same size, other time (a copy without -p): the hash decides.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(copy), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # unreadable header: _read_safetensors reports it with the fix
+        return False
+    if "converted_from" not in meta:
+        return False
+    st = source.stat()
+    if "source_size" not in meta or meta["source_size"] != str(st.st_size):
+        return True
+    if meta.get("source_mtime_ns") == str(st.st_mtime_ns):
+        return False
+    return meta.get("source_sha256") != _sha256(source)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -228,7 +273,7 @@ def _write_safetensors(state: Mapping[str, torch.Tensor], target: Path, source: 
         return False
     os.close(fd)
     try:
-        save_file(_prepare_for_safetensors(state), tmp, metadata={"converted_from": source.name})
+        save_file(_prepare_for_safetensors(state), tmp, metadata=_source_metadata(source))
         os.replace(tmp, target)
     except OSError as exc:
         log.warning(
@@ -242,27 +287,44 @@ def _write_safetensors(state: Mapping[str, torch.Tensor], target: Path, source: 
     return True
 
 
-def load_checkpoint_dict(path: Path, key: str | None) -> dict[str, torch.Tensor]:
+def load_checkpoint_dict(path: Path, key: str | None, check: KeyCheck | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint, read safely; `.pth` files are converted once to `.safetensors` beside them.
 
     `path` may name the `.pth` or the `.safetensors`. `key` picks the sub-dict of a `.pth` (`"model"` for
     BLIP, `"state_dict"` for mmengine files, None for a flat dict); a `.safetensors` already holds it.
+    `check(state)` (the caller's strict key check, typically its strict load) runs on whatever was read; it
+    runs before the converted copy is written, so a `.pth` whose keys do not fit leaves no copy behind.
+    A copy whose `.pth` has changed since (see `_copy_is_stale`) is converted again.
     """
     path = Path(path)
     if path.suffix == ".safetensors":
-        if path.is_file():
-            return _read_safetensors(path)
         pth = path.with_suffix(".pth")
         if not pth.is_file():
+            if path.is_file():
+                return _checked(_read_safetensors(path), check, path)
             raise FileNotFoundError(f"checkpoint not found: {path} (nor {pth.name} beside it)")
         path = pth
     st = safetensors_path(path)
     if st.is_file():
-        return _read_safetensors(st)
+        if not path.is_file() or not _copy_is_stale(st, path):
+            return _checked(_read_safetensors(st), check, st)
+        log.info("%s changed since it was converted to %s; converting it again", path, st.name)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = _read_pth(path, key)
+    state = _checked(_read_pth(path, key), check, path)
     _write_safetensors(state, st, path)
+    return state
+
+
+def _checked(state: dict[str, torch.Tensor], check: KeyCheck | None, source: Path) -> dict[str, torch.Tensor]:
+    """Run the caller's key check; its error names the file the tensors came from."""
+    if check is not None:
+        try:
+            check(state)
+        except CheckpointError as exc:
+            if str(source) in str(exc):
+                raise
+            raise CheckpointError(f"{exc}\n(tensors read from {source})") from exc
     return state
 
 
