@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import pickle
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint_allowlist
+from . import checkpoint_allowlist, file_kinds
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # corrupt or truncated file
+        reason = file_kinds.not_a_checkpoint(path, "safetensors")
+        if reason is not None:  # an LFS pointer, an HTML page, ...: say what it is
+            raise CheckpointError(reason) from exc
         raise CheckpointError(
             f"could not read {path} as safetensors ({type(exc).__name__}: {exc}); delete it to have it "
             f"re-created from the .pth, or fetch the file again"
@@ -143,7 +147,8 @@ def _unsafe_globals(path: Path) -> list[str]:
     """Globals the pickle names beyond torch's allowlist (static scan, nothing built); [] if unlistable."""
     try:
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError,
+            TypeError, AttributeError, struct.error):
         return []  # legacy format, unsupported opcode, bad zip: keep the plain refusal
 
 
@@ -212,12 +217,19 @@ def _load_weights_only(path: Path, key: str | None) -> object:
 
 
 def _read_pth(path: Path, key: str | None) -> dict[str, torch.Tensor]:
-    """weights_only torch.load, then pick `key` and keep only tensors (no unsafe fallback ever)."""
+    """weights_only torch.load, then pick `key` and keep only tensors (no unsafe fallback ever).
+
+    Files that are certainly not checkpoints (LFS pointers, HTML pages, text, archives) are named as what
+    they are before torch sees them: the pickle warning is for pickles only."""
+    reason = file_kinds.not_a_checkpoint(path, "pth")
+    if reason is not None:
+        raise CheckpointError(reason)
     try:
         obj = _load_weights_only(path, key)
     except CheckpointError:
         raise
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            struct.error) as exc:
         raise CheckpointError(
             f"could not read checkpoint {path} ({type(exc).__name__}: {exc}); the file may be truncated or "
             f"not a PyTorch checkpoint; fetch it again"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .clip_validation import to_rgb01
 from .overlay import render_panel
 
 
@@ -19,25 +20,27 @@ def thumbnail_indices(num_frames: int, per_row: int) -> list[int]:
 def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[dict[str, float]],
                   totals: Sequence[float], frames_per_row: int = 4, thumb_height: int = 256,
                   gap: int = 4) -> torch.Tensor:
-    """clips [N,T,H,W,3] → one image; row r = candidate order[r]: its score panel, then k frames.
+    """clips [N,T,H,W,C] → one RGB image; row r = candidate order[r]: its score panel, then k frames.
 
-    The panel sits in its own column so it covers none of the frames being compared.
+    C is 3, 4 (alpha dropped, as the scorers do) or 1 (grey shown as grey); any dtype Score accepts (uint8
+    is read as 0..255). The panel sits in its own column so it covers none of the frames being compared.
     """
     import cv2
 
-    n, t, h, w, _ = clips.shape
+    n, t, h, w, c = clips.shape
     idx = thumbnail_indices(t, frames_per_row)
     th = min(thumb_height, h)
     tw = max(1, round(w * th / h))
     k = len(idx)
     # one gather of the N·k shown frames (best first), not a copy of every frame of every clip
     rows = (torch.tensor(list(order))[:, None] * t + torch.tensor(idx)[None, :]).reshape(-1)
-    picked = clips.reshape(n * t, h, w, 3).index_select(0, rows.to(clips.device)).to("cpu", torch.float32)
+    picked = clips.reshape(n * t, h, w, c).index_select(0, rows.to(clips.device)).cpu()
+    picked = to_rgb01(picked, "clips", clamp=True)  # float32 RGB 0..1 of the shown frames only
     panels = [_fit_panel(scores[c], totals[c], f"#{rank + 1}  clip {c}", th) for rank, c in enumerate(order)]
     pw = max(p.shape[1] for p in panels)
     rh = max(th, *(p.shape[0] for p in panels))  # tiny thumbnails: the panel's minimum size sets the row
     sheet = np.full((n * rh + (n - 1) * gap, pw + gap + k * (tw + gap) - gap, 3), 0.08, dtype=np.float32)
-    frames = picked.numpy()
+    frames = picked.contiguous().numpy()
     for rank, panel in enumerate(panels):
         y = rank * (rh + gap)
         sheet[y:y + panel.shape[0], :panel.shape[1]] = panel[..., :3] / 255.0

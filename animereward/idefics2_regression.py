@@ -51,8 +51,10 @@ from torch import nn
 
 from .clip_memo import memoised
 from .dimensions import WEIGHTS_SOURCE
+from .file_kinds import not_a_checkpoint, sniff
 from .preprocess import apply_lut, channel_lut, resize_uint8, sample_frame_indices, sampled_uint8
 from .scorer_protocol import ClipBatch
+from .weights_layout import index_shards
 
 # Copied verbatim from the official `reward_infer.py` (a fact of the trained models: they saw this text).
 REGRESSION_QUERY_PROMPT = """
@@ -336,10 +338,8 @@ def scorer_class() -> type:
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / n for n in names]
+    if (folder / "model.safetensors.index.json").is_file():
+        return index_shards(folder)  # checked: a JSON object whose shards stay inside the folder
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
@@ -357,9 +357,13 @@ def checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
 
     shapes: dict[str, tuple[int, ...]] = {}
     for path in _weight_files(folder):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        except Exception as exc:  # safetensors raises its own error type; any failure here is the file's
+            reason = not_a_checkpoint(path, "safetensors") or f"{path} is not a readable safetensors file"
+            raise ValueError(f"unreadable: {reason} ({type(exc).__name__}: {str(exc)[:200]})") from exc
     return shapes
 
 
@@ -447,7 +451,8 @@ def build_scorer(
 
     from transformers import AutoConfig, AutoProcessor
 
-    config = AutoConfig.from_pretrained(folder)
+    check_json_files(folder)
+    config = _read_pretrained(AutoConfig, folder, "config.json")
     if config.model_type != "idefics2":
         raise ValueError(f"{folder}/config.json is a {config.model_type!r} model, not idefics2")
     archs = getattr(config, "architectures", None) or []
@@ -478,5 +483,43 @@ def build_scorer(
     model.name = dimension
     model.max_batch = max_batch
     model.vision_chunk = vision_chunk
-    model.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+    model.processor = _read_pretrained(AutoProcessor, folder, "preprocessor_config.json, tokenizer_config.json "
+                                       "or tokenizer.json/tokenizer.model", use_fast=False)
     return model
+
+
+# The JSON files transformers reads from a checkpoint folder (tokenizer.json may be several MB: still cheap).
+JSON_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json",
+              "tokenizer.json", "special_tokens_map.json", "added_tokens.json", "generation_config.json",
+              "chat_template.json")
+
+
+def check_json_files(folder: Path) -> None:
+    """Each JSON file the folder holds must be a JSON object; else a ValueError naming the file (transformers'
+    own errors for such files range from naming nothing to an AttributeError deep inside a tokenizer)."""
+    for name in JSON_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            why = None if isinstance(data, dict) else f"it holds a JSON {type(data).__name__}"
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if why is not None:
+            what = sniff(path) or ""  # a download gone wrong says so (LFS pointer, HTML page, empty file)
+            hint = f"; it {what}" if any(k in what for k in ("LFS", "HTML", "empty")) else ""
+            raise ValueError(f"unreadable: {path}: not a JSON object ({why}){hint}; fetch it again from the "
+                             "official repository")
+
+
+def _read_pretrained(auto: Any, folder: Path, files: str, **kwargs: Any) -> Any:
+    """`auto.from_pretrained(folder)`, with any failure on the folder's files reported as a ValueError that
+    names the folder and the files read (transformers raises many kinds, some naming nothing)."""
+    try:
+        return auto.from_pretrained(folder, **kwargs)
+    except Exception as exc:
+        raise ValueError(
+            f"unreadable: {folder} ({files}): {type(exc).__name__}: {str(exc)[:300]}; fetch the folder's "
+            "files again from the official repository"
+        ) from exc

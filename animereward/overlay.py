@@ -93,28 +93,54 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
     return panel
 
 
+def _drawable(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(a new float RGB tensor to draw on, the alpha channel as float [T,H,W,1] or None).
+
+    Takes every clip Score takes: C = 3, 4 (alpha kept beside) or 1 (grey becomes RGB: the panel has
+    colour), float in 0..1 or uint8 in 0..255. RGB float frames keep their dtype; others become float32.
+    """
+    from .clip_validation import to_rgb01
+
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"frames: expected [T,H,W,C] with C = 3, 4 or 1, got shape {tuple(frames.shape)}")
+    c = frames.shape[-1]
+    if c == 3 and frames.is_floating_point():
+        return frames.clone(), None
+    alpha = None
+    if c == 4:
+        alpha = frames[..., 3:].to(torch.float32, copy=True)  # written into below: never the input's memory
+        if frames.dtype == torch.uint8:
+            alpha /= 255.0
+    return to_rgb01(frames, "frames", clamp=True), alpha
+
+
 def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "top-left",
                 opacity: float = 0.85) -> torch.Tensor:
-    """Alpha-blend an RGBA panel onto every frame of [T,H,W,3] float frames (returns a new tensor)."""
+    """Alpha-blend an RGBA panel onto every frame of [T,H,W,C] frames (returns a new tensor; see `_drawable`
+    for C and dtypes; RGBA frames stay RGBA, the panel made opaque where it is drawn)."""
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-    _, h, w, _ = frames.shape
+    out, alpha_ch = _drawable(frames)
+    _, h, w, _ = out.shape
     margin = max(2, round(8 * panel_scale(h, w)))
     ph, pw = min(panel.shape[0], h - margin), min(panel.shape[1], w - margin)
     if ph <= 0 or pw <= 0:
-        return frames.clone()
-    patch = torch.from_numpy(panel[:ph, :pw]).to(device=frames.device, dtype=torch.float32) / 255.0
+        return out if alpha_ch is None else torch.cat([out, alpha_ch], dim=-1)
+    patch = torch.from_numpy(panel[:ph, :pw]).to(device=out.device, dtype=torch.float32) / 255.0
     y0 = margin if position.startswith("top") else h - ph - margin
     x0 = margin if position.endswith("left") else w - pw - margin
-    out = frames.clone()
     region = out[:, y0:y0 + ph, x0:x0 + pw, :].float()
     alpha = patch[..., 3:] * float(np.clip(opacity, 0.0, 1.0))
     out[:, y0:y0 + ph, x0:x0 + pw, :] = (region * (1 - alpha) + patch[..., :3] * alpha).to(out.dtype)
-    return out
+    if alpha_ch is None:
+        return out
+    a = alpha_ch[:, y0:y0 + ph, x0:x0 + pw, :]
+    alpha_ch[:, y0:y0 + ph, x0:x0 + pw, :] = a + alpha * (1 - a)  # the panel shows on transparent frames too
+    return torch.cat([out, alpha_ch.to(out.dtype)], dim=-1)
 
 
 def draw_scores(frames: torch.Tensor, scores: Mapping[str, float], total: float | None,
                 position: str = "top-left", opacity: float = 0.85, title: str | None = None) -> torch.Tensor:
-    """Frames [T,H,W,3] with the score panel drawn on each."""
+    """Frames [T,H,W,C] with the score panel drawn on each."""
     scale = panel_scale(frames.shape[1], frames.shape[2])
     return blend_panel(frames, render_panel(scores, total, scale, title), position, opacity)

@@ -16,7 +16,7 @@ Defects (any combination; `strength` scales them):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,8 +168,11 @@ def make_clip(
     strength: float = 1.0,
     shapes: int = 3,
     gradient: bool = True,
+    should_stop: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """A cel-style clip, float32 [T,H,W,3] in 0..1 (ComfyUI IMAGE layout), deterministic by seed.
+
+    should_stop() runs before each frame is drawn and may raise to cancel (a 4K frame takes ~0.1 s).
 
     The same seed gives the same scene and motion with or without defects (defects draw from their own
     random stream), so a clean clip and its defective twin differ only by the defect.
@@ -220,6 +223,8 @@ def make_clip(
     out = np.empty((frames, height, width, 3), dtype=np.float32)
     outline = max(1.0, 0.024 * min(height, width))
     for t in range(frames):
+        if should_stop is not None:
+            should_stop()
         y = rows - cam[t, 1]  # scene row of each image row (the camera shifts everything)
         frac = np.clip(y / max(1, height - 1), 0, 1)
         column = sky[0] * (1 - frac) + sky[1] * frac  # [H,3]: sky and ground vary by row only

@@ -13,6 +13,11 @@ A `.pth` may be replaced by its converted `.safetensors` sibling (same stem; `ch
 first load). An Idefics2 folder is complete when it has config.json, the safetensors weights (a single file,
 or an index and every shard it names), and the processor and tokenizer configs.
 
+User folders are untrusted input read while ComfyUI draws its menus and validates prompts, so nothing here
+may raise on a file's contents: the one file read (the shard index) is checked for shape, and every shard
+path it names must stay inside its folder. A file that fails is reported as `UnreadableWeightsError`
+("unreadable: <file>: <reason>") for the dimension it serves, never as a crash of the caller.
+
 `character_consistency` has no implementation yet: it is never reported available, and asking for its files
 is an error that says so. The weight-free flow metrics need no files and are not listed here.
 
@@ -22,6 +27,7 @@ Nothing here imports more than the standard library, so ComfyUI can call it when
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +78,64 @@ class MissingWeightsError(FileNotFoundError):
         self.missing = missing
 
 
+class UnreadableWeightsError(ValueError):
+    """A file of a weights folder exists but cannot be used: message "unreadable: <file>: <reason>"."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"unreadable: {path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+# An index names shards by relative path; one that big is not a safetensors index.
+MAX_INDEX_BYTES = 64 * 1024**2
+
+
+def inside(folder: Path, name: object, source: Path) -> Path:
+    """`folder/name` for a relative path `name` read from `source`, refused when it leaves `folder`.
+
+    The check is on the path as written (normalised, no symlinks followed): a shard that is a symlink the
+    user placed (e.g. an HF cache snapshot, whose files link to ../../blobs) stays usable, while `..`,
+    absolute paths and drive letters in a file's contents never reach outside the folder.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UnreadableWeightsError(source, f"names {name!r} as a file, which is not a file name")
+    if "\0" in name or os.path.isabs(name) or Path(name).is_absolute() or Path(name).drive:
+        raise UnreadableWeightsError(source, f"names {name!r}, an absolute path; shard paths must be relative "
+                                             f"to {folder}")
+    target = os.path.normpath(os.path.join(str(folder), name))
+    if os.path.commonpath([target, os.path.normpath(str(folder))]) != os.path.normpath(str(folder)):
+        raise UnreadableWeightsError(source, f"names {name!r}, which is outside its folder {folder}; "
+                                             "fetch the original index file")
+    return Path(target)
+
+
+def index_shards(folder: Path) -> list[Path]:
+    """The shard files `model.safetensors.index.json` names (sorted, unique), each inside `folder`.
+
+    Raises UnreadableWeightsError naming the index for anything but a JSON object whose `weight_map` maps
+    tensor names to relative file names inside the folder.
+    """
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.stat().st_size > MAX_INDEX_BYTES:
+            raise UnreadableWeightsError(index, f"{index.stat().st_size} bytes is too large for a shard index")
+        data = json.loads(index.read_bytes().decode("utf-8"))
+    except UnreadableWeightsError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UnreadableWeightsError(index, f"not a JSON file ({type(exc).__name__}: {exc}); fetch it again") from None
+    if not isinstance(data, dict):
+        raise UnreadableWeightsError(index, f"holds a JSON {type(data).__name__}, not an object; fetch it again")
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        what = "is missing" if weight_map is None else f"is a {type(weight_map).__name__}"
+        if isinstance(weight_map, dict):
+            what = "is empty"
+        raise UnreadableWeightsError(index, f"its 'weight_map' {what}, not an object of tensor name -> shard "
+                                            "file; fetch the index again")
+    return sorted({inside(folder, v, index) for v in weight_map.values()})
+
+
 class DimensionNotAvailableError(ValueError):
     """A dimension that has a name but no implementation yet (character_consistency)."""
 
@@ -111,18 +175,14 @@ def _folder_candidates(base: Path, entry: WeightsEntry) -> list[Path]:
 
 
 def _idefics2_missing(folder: Path) -> list[Path]:
-    """Every file the folder lacks (empty when complete); a folder that does not exist lacks config.json."""
+    """Every file the folder lacks (empty when complete); a folder that does not exist lacks config.json.
+    A broken shard index raises UnreadableWeightsError."""
     missing = [folder / n for n in IDEFICS2_CONFIG_FILES if not (folder / n).is_file()]
     if not any((folder / n).is_file() for n in IDEFICS2_TOKENIZER_FILES):
         missing.append(folder / IDEFICS2_TOKENIZER_FILES[0])
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError):
-            shards = []
-            missing.append(index)  # unreadable index: as good as missing (fetch it again)
-        missing += [folder / s for s in shards if not (folder / s).is_file()]
+        missing += [s for s in index_shards(folder) if not s.is_file()]
     elif not (folder / "model.safetensors").is_file():
         missing.append(folder / "model.safetensors")
     return missing
@@ -142,7 +202,10 @@ def _preferred_base(root: Path) -> Path:
 
 
 def _find(root: Path, dimension: str) -> tuple[Path | None, list[Path]]:
-    """(the file or folder found, []) or (None, every path missing at the preferred location)."""
+    """(the file or folder found, []) or (None, every path missing at the preferred location).
+
+    Raises UnreadableWeightsError when the only started folder for the dimension has a broken file, and
+    OSError when the file system refuses (permissions); `scan` turns both into reasons."""
     entry = OFFICIAL_FILES[dimension]
     if entry.kind == "file":
         for base in _bases(root):
@@ -151,30 +214,77 @@ def _find(root: Path, dimension: str) -> tuple[Path | None, list[Path]]:
                     return cand, []
         return None, [_preferred_base(root) / entry.relpath]
     incomplete: list[Path] = []
+    broken: UnreadableWeightsError | None = None
     for base in _bases(root):
         for cand in _folder_candidates(base, entry):
             if not cand.is_dir():
                 continue
-            missing = _idefics2_missing(cand)
+            try:
+                missing = _idefics2_missing(cand)
+            except UnreadableWeightsError as exc:
+                broken = broken or exc  # another candidate may still be complete
+                continue
             if not missing:
                 return cand, []
             if (cand / "config.json").is_file() and not incomplete:
                 incomplete = missing  # a started folder: report what it lacks, not a second location
+    if broken is not None:
+        raise broken
     if incomplete:
         return None, incomplete
     folder = _preferred_base(root) / entry.relpath
     return None, _idefics2_missing(folder)
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def scan(root: str | Path | None) -> tuple[dict[str, bool], dict[str, str]]:
+    """(complete? per weighted dimension, "unreadable: <file>: <reason>" per dimension whose files are broken).
+
+    Never raises on a folder's contents or permissions: safe where ComfyUI draws menus and validates.
+    """
+    out = dict.fromkeys(ANIMEREWARD_DIMENSIONS, False)
+    problems: dict[str, str] = {}
+    if root is None or not _is_dir(Path(root)):
+        return out, problems
+    for d in OFFICIAL_FILES:
+        try:
+            out[d] = _find(Path(root), d)[0] is not None
+        except UnreadableWeightsError as exc:
+            problems[d] = str(exc)
+        except OSError as exc:
+            problems[d] = f"unreadable: {exc.filename or root}: {exc.strerror or exc}"
+    return out, problems
+
+
 def available_dimensions(root: str | Path | None) -> dict[str, bool]:
     """For each of the six weighted dimensions: are its files complete under `root`? (flow metrics: not listed,
-    they need no files; character_consistency: always False, not implemented yet)."""
-    out = dict.fromkeys(ANIMEREWARD_DIMENSIONS, False)
-    if root is None or not Path(root).is_dir():
-        return out
-    for d in OFFICIAL_FILES:
-        out[d] = _find(Path(root), d)[0] is not None
-    return out
+    they need no files; character_consistency: always False, not implemented yet). Broken files count as
+    absent (see `scan` for why); never raises."""
+    return scan(root)[0]
+
+
+def looks_like_weights_root(folder: Path) -> bool:
+    """Does the folder hold any file or folder of the accepted layouts (stat calls only, never raises)?
+
+    The loader lists only such folders, so a link to `/` or `/etc` in models/animereward is not offered.
+    """
+    if not _is_dir(folder):
+        return False
+    try:
+        for base in _bases(folder):
+            for entry in OFFICIAL_FILES.values():
+                cands = _file_candidates(base, entry) if entry.kind == "file" else _folder_candidates(base, entry)
+                if any(c.exists() for c in cands):
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 def locate(root: str | Path, dimension: str) -> Path:
@@ -193,6 +303,7 @@ def missing_files(
     """Every missing path per requested dimension ([] when complete; weight-free dimensions always []).
 
     raise_error: raise one `MissingWeightsError` listing everything missing, for every dimension, if any.
+    A broken file raises UnreadableWeightsError naming it (see `scan` for a form that never raises).
     """
     root = Path(root)
     weighted = set(_check_weighted(dimensions))

@@ -17,10 +17,13 @@ class NodeInputError(ValueError):
 
 @contextmanager
 def from_library(node: str) -> Iterator[None]:
-    """Prefix the node's name to the library's ValueErrors (which already name the input and the fix)."""
+    """Prefix the node's name to the library's errors (which already name the input or file and the fix):
+    ValueErrors, missing files, and checkpoints that cannot be read. Cancel passes untouched."""
+    from ..animereward.checkpoints import CheckpointError
+
     try:
         yield
     except NodeInputError:
         raise
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
         raise ValueError(f"{node}: {e}") from e

@@ -54,16 +54,19 @@ class AnimeRewardLoader(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, weights: str, **_: object) -> str:
         """Re-run when files appear in or vanish from the chosen folder, not only when inputs change."""
-        from ..animereward.weights_layout import available_dimensions
+        from ..animereward.weights_layout import scan
 
-        root = model_folder.weight_roots().get(weights)
-        return f"{root}:{sorted(available_dimensions(root).items()) if root else ''}"
+        root = model_folder.weight_roots().get(weights) if isinstance(weights, str) else None
+        if root is None:
+            return f"{weights!r}"
+        found, problems = scan(root)
+        return f"{root}:{sorted(found.items())}:{sorted(problems.items())}"
 
     @classmethod
     def execute(cls, weights: str, skip_missing: bool, dtype: str, quantization: str,
                 **toggles: bool) -> io.NodeOutput:
         from ..animereward import AnimeReward
-        from ..animereward.weights_layout import missing_files, missing_message
+        from ..animereward.weights_layout import missing_files, missing_message, scan
 
         enabled = [d for d in LOADER_DIMENSIONS if toggles.get(d, False)]
         if not enabled:
@@ -84,11 +87,17 @@ class AnimeRewardLoader(io.ComfyNode):
                                      "those dimensions off, or turn on skip_missing.")
             missing = {d: ["(no weights folder chosen)"] for d in wanted}
         elif wanted:
-            found = missing_files(root, wanted)
+            broken = {d: why for d, why in scan(root)[1].items() if d in wanted}
+            if broken and not skip_missing:
+                raise NodeInputError(cls.NODE_NAME, "weights", "files in the chosen folder cannot be used:\n"
+                                     + "\n".join(f"  {d}: {why}" for d, why in broken.items()),
+                                     "fetch those files again, switch those dimensions off, or turn on skip_missing.")
+            missing = {d: [why] for d, why in broken.items()}
+            found = missing_files(root, [d for d in wanted if d not in broken])
             if any(found.values()) and not skip_missing:
                 raise NodeInputError(cls.NODE_NAME, "weights", missing_message(root, found),
                                      "add the files, switch those dimensions off, or turn on skip_missing.")
-            missing = {d: [str(p) for p in ps] for d, ps in found.items() if ps}
+            missing |= {d: [str(p) for p in ps] for d, ps in found.items() if ps}
         dims = [d for d in enabled if d not in missing]
         if not dims:
             raise NodeInputError(cls.NODE_NAME, "weights", f"no enabled dimension has its files: {missing}.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 from comfy_api.latest import io
@@ -122,4 +123,15 @@ def parse_scores_json(node: str, text: str, clip_index: int = 0) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
         raise NodeInputError(node, "scores_json", "has no 'scores' object.",
                              "connect the json output of AnimeReward Score or Best-of-N.")
-    return data
+    scores = {str(k): _score_value(node, f"score of {k!r}", v) for k, v in data["scores"].items()}
+    total = data.get("total")
+    return {**data, "scores": scores, "total": None if total is None else _score_value(node, "total", total)}
+
+
+def _score_value(node: str, what: str, value: object) -> float:
+    """A finite number (JSON written by hand or by another pack may hold strings, null or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise NodeInputError(node, "scores_json", f"the {what} is {value!r}, not a number.",
+                             "give every score (and the total) as a finite number in 0..1, e.g. the json "
+                             "output of AnimeReward Score.")
+    return float(value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from .comfy_compat import check_interrupt
 from .errors import NodeInputError
 
 NODE = "AnimeReward Synthetic Clips"
@@ -46,5 +47,6 @@ class AnimeRewardSyntheticClips(io.ComfyNode):
             if bad:
                 raise NodeInputError(NODE, "defects", f"unknown defect {bad[0]!r}.",
                                      f"use clean or one of {', '.join(DEFECTS)}.")
-            clips.append(make_clip(seed, frames=frames, height=height, width=width, defects=parts))
+            clips.append(make_clip(seed, frames=frames, height=height, width=width, defects=parts,
+                                   should_stop=check_interrupt))  # Cancel is checked before every frame
         return io.NodeOutput(torch.cat(clips), frames)

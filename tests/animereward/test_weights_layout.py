@@ -18,6 +18,7 @@ from animereward.weights_layout import (
     OFFICIAL_FILES,
     DimensionNotAvailableError,
     MissingWeightsError,
+    UnreadableWeightsError,
     available_dimensions,
     locate,
     missing_files,
@@ -140,8 +141,9 @@ def test_incomplete_idefics2_folder_lists_what_it_lacks(tmp_path: Path) -> None:
     assert missing_files(tmp_path, ["visual_appeal"])["visual_appeal"] == [folder / shards[1]]
     touch(folder / shards[1])
     assert locate(tmp_path, "visual_appeal") == folder
-    touch(folder / "model.safetensors.index.json", "{not json")
-    assert missing_files(tmp_path, ["visual_appeal"])["visual_appeal"] == [folder / "model.safetensors.index.json"]
+    touch(folder / "model.safetensors.index.json", "{not json")  # present but broken: named, not "missing"
+    with pytest.raises(UnreadableWeightsError, match=r"unreadable: .*model\.safetensors\.index\.json: not a JSON"):
+        missing_files(tmp_path, ["visual_appeal"])
 
 
 def test_character_consistency_is_known_but_not_available(tmp_path: Path) -> None:

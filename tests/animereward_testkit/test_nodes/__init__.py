@@ -88,9 +88,38 @@ class ClipList(io.ComfyNode):
         return io.NodeOutput(list(torch.split(images[: sum(sizes)], sizes)))
 
 
+class ClipFormat(io.ComfyNode):
+    """Re-encodes an IMAGE batch with another channel count and dtype, as other packs may hand one over:
+    1 (grey), 3 (RGB) or 4 (RGBA, alpha 0.5) channels; float32, float16, bfloat16 or uint8 (0..255)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AnimeRewardTestClipFormat",
+            display_name="Clip Format (AnimeReward tests)",
+            category="testing",
+            inputs=[io.Image.Input("images"), io.Combo.Input("channels", options=["1", "3", "4"], default="3"),
+                    io.Combo.Input("dtype", options=["float32", "float16", "bfloat16", "uint8"], default="float32"),
+                    io.Int.Input("frames", default=-1, min=-1, max=100000,
+                                 tooltip="Keep only the first n frames (-1: all; 0 gives an empty batch).")],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, images: torch.Tensor, channels: str, dtype: str, frames: int = -1) -> io.NodeOutput:
+        x = images if frames < 0 else images[:frames]
+        c = int(channels)
+        if c == 1:
+            x = x.mean(dim=-1, keepdim=True)
+        elif c == 4:
+            x = torch.cat([x, torch.full_like(x[..., :1], 0.5)], dim=-1)
+        x = (x * 255).round().to(torch.uint8) if dtype == "uint8" else x.to(getattr(torch, dtype))
+        return io.NodeOutput(x)
+
+
 class TestNodesExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomTextConditioning, Capture, ClipList]
+        return [RandomTextConditioning, Capture, ClipList, ClipFormat]
 
 
 async def comfy_entrypoint() -> ComfyExtension:
