@@ -9,7 +9,8 @@ import torch
 from comfy_api.latest import io
 
 from .errors import NodeInputError
-from .scoring import dimensions_for_inputs, score_clips, ui_payload
+from .score_display import scores_payload, show_scores
+from .scoring import dimensions_for_inputs, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
 NODE = "AnimeReward Best-of-N"
@@ -127,8 +128,8 @@ class AnimeRewardBestOfN(io.ComfyNode):
         key = _one(first_frame)
         key = None if key is None else key[0]
         dims, warnings = dimensions_for_inputs(NODE, handle, text, key, bool(_one(skip_unusable, False)))
-        results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights),
-                              node_id=_one(cls.hidden.unique_id) if cls.hidden else None)
+        node_id = _one(cls.hidden.unique_id) if cls.hidden else None
+        results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights), node_id=node_id)
         totals = [r.total for r in results]
         order = sorted(range(n), key=lambda i: -totals[i])  # stable: ties keep generation order
         best = order[0]
@@ -138,6 +139,6 @@ class AnimeRewardBestOfN(io.ComfyNode):
         payload = {"order": order, "best_index": best, "clips": [r.to_dict() for r in results],
                    "warnings": warnings}
         top = clips[order[:k]].reshape(-1, *clips.shape[2:])
+        show_scores(node_id, scores_payload(handle.skipped, results, warnings, order))
         return io.NodeOutput(clips[best], best, ",".join(map(str, order)), top, json.dumps(payload), sheet,
-                             pick_latent(latent_list, n, best),
-                             ui=ui_payload(handle, results, warnings, order))
+                             pick_latent(latent_list, n, best))

@@ -10,7 +10,8 @@ from comfy_api.latest import io
 
 from .errors import NodeInputError
 from .loader_node import LOADER_DIMENSIONS
-from .scoring import dimensions_for_inputs, score_clips, ui_payload
+from .score_display import scores_payload, show_scores
+from .scoring import dimensions_for_inputs, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
 POSITIONS = ["top-left", "top-right", "bottom-left", "bottom-right"]
@@ -73,8 +74,8 @@ class AnimeRewardScore(io.ComfyNode):
         result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
                              node_id=cls.hidden.unique_id)[0]
         per_dim = [float(result.scores.get(d, -1.0)) for d in LOADER_DIMENSIONS]
-        return io.NodeOutput(float(result.total), *per_dim, result.to_json(),
-                             ui=ui_payload(reward, [result], warnings))
+        show_scores(cls.hidden.unique_id, scores_payload(reward.skipped, [result], warnings))
+        return io.NodeOutput(float(result.total), *per_dim, result.to_json())
 
 
 class AnimeRewardOverlay(io.ComfyNode):

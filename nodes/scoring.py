@@ -73,14 +73,3 @@ def score_clips(node: str, handle: RewardHandle, clips: Sequence[torch.Tensor], 
             list(clips), prompts=prompt, first_frames=first_frame, weights=weights_for(dims, weights),
             dimensions=list(dims), progress=progress, should_stop=check_interrupt,
         )
-
-
-def ui_payload(handle: RewardHandle, results: Sequence[Any], warnings: Sequence[str],
-               order: Sequence[int] | None = None) -> dict:
-    """What the web front draws on the node: per clip {total, scores}, the ranking, warnings, and the
-    dimensions the loader skipped for missing files."""
-    payload: dict[str, Any] = {"clips": [r.to_dict() for r in results], "warnings": list(warnings),
-                               "skipped": sorted(handle.skipped)}
-    if order is not None:
-        payload["order"] = list(order)
-    return {"animereward": [payload]}

@@ -18,14 +18,18 @@ _INSTANCE: ComfyInProcess | None = None
 
 
 class _ServerStub:
-    """The few members PromptExecutor uses from PromptServer; records the messages it is sent."""
+    """The few members PromptExecutor (and nodes, through `PromptServer.instance`) use from PromptServer;
+    records the messages it is sent."""
 
     def __init__(self) -> None:
+        from aiohttp import web
+
         self.client_id: str | None = "animereward-tests"
         self.last_node_id: str | None = None
         self.last_prompt_id: str | None = None
         self.messages: list[tuple[str, Any]] = []
         self.times: list[float] = []  # perf_counter() at each message, for per-node timings
+        self.routes = web.RouteTableDef()  # packs add their routes at import; nothing serves them here
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         self.messages.append((event, data))
@@ -48,13 +52,17 @@ class ComfyInProcess:
         self.comfy_dir = comfy_dir
         self.base_dir = base_dir
         self._boot()
-        self.server = _ServerStub()
         import execution
 
         self._execution = execution
 
     def _boot(self) -> None:
         import_comfy(self.comfy_dir, self.base_dir)
+        import server
+
+        self.server = _ServerStub()
+        if getattr(server.PromptServer, "instance", None) is None:
+            server.PromptServer.instance = self.server  # what nodes reach for to message the page
         import nodes
 
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
@@ -69,6 +77,7 @@ class ComfyInProcess:
             raise WorkflowError(f"validation failed: {error} {node_errors}", {"error": error, "node_errors": node_errors})
         self.server.messages.clear()
         self.server.times.clear()
+        self.server.last_prompt_id = prompt_id
         # "ram_inactive": read unconditionally by current ComfyUI (0.33) in execute_async; 0.3.75 ignores it.
         executor = execution.PromptExecutor(
             self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
@@ -82,6 +91,12 @@ class ComfyInProcess:
             raise WorkflowError(f"execution failed: {msg}", err)
         return executor.history_result["outputs"]
 
+    def shown_scores(self, node_id: str) -> dict[str, Any]:
+        """The score table the page would draw on a Score or Best-of-N node in the last run."""
+        for event, data in reversed(self.server.messages):
+            if event == "animereward.scores" and data["node"] == node_id:
+                return data["scores"]
+        raise KeyError(f"node {node_id} sent no scores in the last run")
 
     def node_seconds(self, node_id: str) -> float:
         """Wall time of one node in the last run: from its 'executing' message to its 'executed' message

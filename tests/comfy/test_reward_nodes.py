@@ -38,7 +38,7 @@ def test_score_node_outputs_and_ui(comfy):
     assert 0.0 <= total <= 1.0 and total == pytest.approx(data["total"])
     assert captured(out, "4")["float"] == -1.0
     assert captured(out, "5")["float"] == pytest.approx(data["scores"]["flow_smoothness"])
-    ui = out["2"]["animereward"][0]
+    ui = comfy.shown_scores("2")
     assert ui["clips"][0]["total"] == pytest.approx(total)
     assert "visual_smoothness" in ui["skipped"]  # the loader had no weights folder
 
@@ -82,7 +82,7 @@ def test_best_of_n_picks_the_clean_candidate(comfy, seed):
     assert captured(out, "d")["image"]["shape"][0] == 2 * 13  # top_k = 2 clips
     sheet = captured(out, "e")["image"]["shape"]
     assert sheet[0] == 1 and sheet[1] >= 4 * 96 * 0.9  # one row per candidate
-    ui = out["11"]["animereward"][0]
+    ui = comfy.shown_scores("11")
     assert ui["order"][0] == 2 and len(ui["clips"]) == 4
 
 
@@ -173,13 +173,14 @@ def test_cancel_stops_best_of_n_between_batches(comfy):
         set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
     assert updates and updates[-1][0] < updates[-1][1]  # stopped before the last clip × dimension
-    assert comfy.run(wf)["11"]["animereward"][0]["order"]  # and the next run works
+    comfy.run(wf)
+    assert comfy.shown_scores("11")["order"]  # and the next run works
 
 
 def test_example_score_video_overlay_workflow(comfy, comfy_base_dir):
     """Score a loaded video and save it with the overlay (the shipped example, run as it is)."""
     out = comfy.run(example("score_video_overlay"))
-    ui = out["2"]["animereward"][0]
+    ui = comfy.shown_scores("2")
     assert 0.0 <= ui["clips"][0]["total"] <= 1.0
     files = out["6"]["images"]
     assert len(files) == 1 and files[0]["filename"].endswith(".mp4")

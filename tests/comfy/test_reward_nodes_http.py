@@ -23,7 +23,13 @@ def test_tiny_wan_best_of_n_over_http(comfy_server, comfy_base_dir):
     all_latents = out["d"]["captured"][0]["latent"]["latent"]
     assert all_latents["shape"][0] == 3 and best_latent["shape"] == [1, *all_latents["shape"][1:]]
     assert best_latent["sum"] == pytest.approx(all_latents["per_item_sum"][best], rel=1e-6)
-    assert out["11"]["animereward"][0]["order"][0] == best
+    # the scores reach the page as a message of their own: the job's outputs (what the queue sidebar lists
+    # as files) hold files only
+    for node, ui in out.items():
+        if entry["prompt"][2][node]["class_type"].startswith("AnimeRewardTest"):
+            continue
+        for key, items in ui.items():
+            assert key == "animated" or all(isinstance(i, dict) and i.get("filename") for i in items), (node, key)
     (webp,) = saved(out, "20", comfy_base_dir)
     with Image.open(webp) as im:
         assert im.n_frames == 9

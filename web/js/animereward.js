@@ -1,17 +1,27 @@
-// AnimeReward: show the scores on the Score and Best-of-N nodes after a run.
-// The data arrives with the node's "executed" message (its UI output `animereward`); nothing is polled.
-// The table is a canvas widget of its own (not serialised), so the node's layout makes room for it and
-// a multiline prompt box cannot cover it.
+// AnimeReward: the score table on the Score and Best-of-N nodes.
+//
+// The scores arrive as an `animereward.scores` websocket message, not as a UI output: frontend 1.32 lists
+// every item of a job's UI outputs as a file in its queue sidebar. So the page's own output store (which
+// keeps image previews per workflow tab) does not hold them, and this file keeps them itself:
+// - per workflow tab (its path) and node, in `ScoreMemory`, mirrored to sessionStorage, so a table comes
+//   back after a tab switch or a page reload (both rebuild the nodes);
+// - a table is cleared when its node starts running again, or fails.
+// The table is a canvas widget of its own (not serialised), so the node's layout makes room for it and a
+// multiline prompt box cannot cover it. The pure functions are exported for the browser tests.
 import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
 
-const NODES = new Set(["AnimeRewardScore", "AnimeRewardBestOfN"]);
+export const EVENT = "animereward.scores";
+export const NODES = new Set(["AnimeRewardScore", "AnimeRewardBestOfN"]);
+export const STORAGE_KEY = "animereward.scores.v1";
 const WIDGET = "animereward_scores";
 const SHORT = {
   visual_smoothness: "smooth", visual_motion: "motion", visual_appeal: "appeal",
   text_video_consistency: "text-vid", image_video_consistency: "img-vid",
   character_consistency: "character", flow_smoothness: "flow-smooth", flow_motion: "flow-motion",
 };
-const ROW = 16;
+export const ROW = 16;
+const MAX_WORKFLOWS = 32; // sessionStorage is small: forget the oldest tabs first
 
 export function rowsOf(data) {
   // Score: one row per dimension, then the total. Best-of-N: one row per candidate, best first.
@@ -25,10 +35,84 @@ export function rowsOf(data) {
   return rows;
 }
 
-function notesOf(data) {
+export function notesOf(data) {
+  if (!data) return [];
   const notes = [...(data.warnings || [])];
   if (data.skipped && data.skipped.length) notes.push(`not loaded: ${data.skipped.map((d) => SHORT[d] || d).join(", ")}`);
   return notes;
+}
+
+export function tableHeight(data) {
+  const lines = data ? rowsOf(data).length + notesOf(data).length : 0;
+  return lines ? lines * ROW + 8 : 0;
+}
+
+export class ScoreMemory {
+  // {workflow path: {node id: {type, scores}}}, newest workflow last; `storage` is sessionStorage or null.
+  constructor(storage, key = STORAGE_KEY) {
+    this.storage = storage;
+    this.key = key;
+    this.byWorkflow = {};
+    try {
+      this.byWorkflow = JSON.parse(storage?.getItem(key) || "{}") || {};
+    } catch {
+      this.byWorkflow = {};
+    }
+  }
+
+  get(path, nodeId, type) {
+    const entry = this.byWorkflow[path]?.[nodeId];
+    return entry && (!type || !entry.type || entry.type === type) ? entry.scores : null;
+  }
+
+  set(path, nodeId, type, scores) {
+    const tab = this.byWorkflow[path] || {};
+    delete this.byWorkflow[path];
+    tab[nodeId] = { type, scores };
+    this.byWorkflow[path] = tab;
+    const paths = Object.keys(this.byWorkflow);
+    for (const old of paths.slice(0, Math.max(0, paths.length - MAX_WORKFLOWS))) delete this.byWorkflow[old];
+    this.save();
+  }
+
+  clear(path, nodeId) {
+    if (!this.byWorkflow[path]?.[nodeId]) return;
+    delete this.byWorkflow[path][nodeId];
+    if (!Object.keys(this.byWorkflow[path]).length) delete this.byWorkflow[path];
+    this.save();
+  }
+
+  save() {
+    try {
+      this.storage?.setItem(this.key, JSON.stringify(this.byWorkflow));
+    } catch {
+      // storage full or unavailable: the tables still live until the tab changes
+    }
+  }
+}
+
+export const memory = new ScoreMemory(typeof sessionStorage === "undefined" ? null : sessionStorage);
+const promptPaths = new Map(); // prompt id → path of the workflow tab it was queued from
+let runningPath = null; // the workflow of the prompt being executed
+
+function activePath() {
+  return app.extensionManager?.workflow?.activeWorkflow?.path ?? "";
+}
+
+function nodeByExecutionId(id) {
+  // "12" is a node of the root graph; "5:12" is node 12 inside subgraph node 5
+  let graph = app.graph;
+  let node = null;
+  for (const part of String(id).split(":")) {
+    node = graph?.getNodeById?.(Number(part)) ?? graph?.getNodeById?.(part) ?? null;
+    graph = node?.subgraph;
+  }
+  return node;
+}
+
+function locatorOf(node) {
+  // the execution id of a node of the root graph (nodes inside subgraphs are found through their parents)
+  return String(node.id);
 }
 
 function tableWidget(node) {
@@ -38,9 +122,7 @@ function tableWidget(node) {
     value: null,
     serialize: false,
     computeSize(width) {
-      const data = node.animerewardScores;
-      const lines = data ? rowsOf(data).length + notesOf(data).length : 0;
-      return [width, lines ? lines * ROW + 8 : 0];
+      return [width, tableHeight(node.animerewardScores)];
     },
     draw(ctx, _node, width, y) {
       const data = node.animerewardScores;
@@ -68,20 +150,77 @@ function tableWidget(node) {
   };
 }
 
+function showTable(node, data) {
+  // data null: no table (the widget stays, with no height)
+  node.animerewardScores = data || null;
+  if (data && !node.widgets?.some((w) => w.name === WIDGET)) node.addCustomWidget(tableWidget(node));
+  if (data) {
+    const size = node.computeSize();
+    const wanted = [Math.max(node.size[0], size[0], 280), Math.max(node.size[1], size[1])];
+    if (wanted[0] !== node.size[0] || wanted[1] !== node.size[1]) node.setSize(wanted);
+  }
+  node.setDirtyCanvas(true, true);
+}
+
+function syncWithTab(node) {
+  // Nodes are rebuilt on every tab switch and reload: take this tab's table from memory once per tab.
+  const path = activePath();
+  if (node.animerewardPath === path) return;
+  node.animerewardPath = path;
+  const data = memory.get(path, locatorOf(node), node.type);
+  if (data || node.animerewardScores) showTable(node, data);
+}
+
+function onScores({ detail }) {
+  if (!detail?.node || !detail.scores) return;
+  const path = promptPaths.get(detail.prompt_id) ?? runningPath ?? activePath();
+  const node = path === activePath() ? nodeByExecutionId(detail.node) : null;
+  const type = node?.type ?? memory.byWorkflow[path]?.[detail.node]?.type ?? null; // null: any
+  if (node && !NODES.has(node.type)) return;
+  memory.set(path, String(detail.node), type, detail.scores);
+  if (node) {
+    node.animerewardPath = path;
+    showTable(node, detail.scores);
+  }
+}
+
+function forget(nodeId) {
+  // the node runs again (or failed): its old table no longer describes its inputs
+  if (nodeId == null) return;
+  const path = runningPath ?? activePath();
+  memory.clear(path, String(nodeId));
+  if (path !== activePath()) return;
+  const node = nodeByExecutionId(nodeId);
+  if (node && NODES.has(node.type) && node.animerewardScores) showTable(node, null);
+}
+
 app.registerExtension({
   name: "AnimeReward.ScoreTable",
+  setup() {
+    // Which tab queued each prompt: the frontend's own record of it is not reachable from extensions.
+    const queuePrompt = api.queuePrompt.bind(api);
+    api.queuePrompt = async (...args) => {
+      const path = activePath();
+      const res = await queuePrompt(...args);
+      if (res?.prompt_id) promptPaths.set(res.prompt_id, path);
+      return res;
+    };
+    api.addEventListener(EVENT, onScores);
+    api.addEventListener("execution_start", ({ detail }) => {
+      runningPath = promptPaths.get(detail?.prompt_id) ?? activePath();
+    });
+    api.addEventListener("executing", ({ detail }) => {
+      if (detail == null) runningPath = null; // the prompt is done
+      else forget(typeof detail === "object" ? detail.node : detail);
+    });
+    api.addEventListener("execution_error", ({ detail }) => forget(detail?.node_id));
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!NODES.has(nodeData.name)) return;
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      onExecuted?.apply(this, arguments);
-      const data = message?.animereward?.[0];
-      if (!data) return;
-      this.animerewardScores = data;
-      if (!this.widgets?.some((w) => w.name === WIDGET)) this.addCustomWidget(tableWidget(this));
-      const size = this.computeSize();
-      this.setSize([Math.max(this.size[0], size[0], 280), Math.max(this.size[1], size[1])]);
-      this.setDirtyCanvas(true, true);
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function () {
+      syncWithTab(this);
+      return onDrawForeground?.apply(this, arguments);
     };
   },
 });

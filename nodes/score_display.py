@@ -1,0 +1,36 @@
+"""The scores drawn on the Score and Best-of-N nodes, sent to the page as an `animereward.scores` message.
+
+Not a UI output: ComfyUI's page (frontend 1.32) lists every item of every UI-output list of a job as a file in
+its queue sidebar, so scores sent that way showed up as blank "animereward" file entries that did nothing when
+clicked. A message of its own reaches the page the same way (the websocket) without entering the job's
+history; the web front (web/js/animereward.js) keeps the table on the node across tab switches and reloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+EVENT = "animereward.scores"
+
+
+def show_scores(node_id: str | None, payload: dict[str, Any]) -> None:
+    """Send the table to the page that queued the prompt (no-op when no server runs, e.g. a script)."""
+    from server import PromptServer
+
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None or node_id is None:
+        return
+    message = {"node": str(node_id), "prompt_id": getattr(instance, "last_prompt_id", None), "scores": payload}
+    instance.send_sync(EVENT, message, getattr(instance, "client_id", None))
+
+
+def scores_payload(skipped: Sequence[str], results: Sequence[Any], warnings: Sequence[str],
+                   order: Sequence[int] | None = None) -> dict[str, Any]:
+    """What the web front draws: per clip {total, scores}, the ranking (Best-of-N), warnings, and the
+    dimensions the loader skipped for missing files."""
+    payload: dict[str, Any] = {"clips": [r.to_dict() for r in results], "warnings": list(warnings),
+                               "skipped": sorted(skipped)}
+    if order is not None:
+        payload["order"] = list(order)
+    return payload
