@@ -39,6 +39,29 @@ def write_tiny_wan(models_dir: Path, seed: int = 0) -> dict[str, Path]:
     return out
 
 
+TINY_WAN_I2V = "animereward_tiny_wan21_i2v.safetensors"
+
+
+def write_tiny_wan_i2v(models_dir: Path, seed: int = 1) -> Path:
+    """A tiny Wan 2.1 image-to-video model (in_dim 36 = 16 noise + 4 mask + 16 image latent channels, and the
+    CLIP-vision projection `img_emb`), which ComfyUI detects as WAN21_I2V."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    import safetensors.torch
+    import torch
+
+    path = models_dir / "diffusion_models" / TINY_WAN_I2V
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        torch.manual_seed(seed)
+        wan = comfy.ldm.wan.model.WanModel(
+            model_type="i2v", dim=128, ffn_dim=256, num_heads=1, num_layers=2, in_dim=36, out_dim=16,
+            text_dim=4096, freq_dim=256, operations=comfy.ops.disable_weight_init,
+        )
+        safetensors.torch.save_file(_random_weights(wan.state_dict()), str(path))
+    return path
+
+
 def _random_weights(state: dict) -> dict:
     """ComfyUI's `disable_weight_init` ops leave weights uninitialised: fill them, small and finite."""
     import torch

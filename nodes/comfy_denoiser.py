@@ -1,0 +1,302 @@
+"""A ComfyUI MODEL as the GAPO core's Denoiser (gapo_trainer.protocols), through ComfyUI's own machinery.
+
+- Sigma, noise and target come from the model's own `model_sampling` (after object patches such as a shift
+  node's): sigma is drawn as ComfyUI's TrainLoraNode draws it, `percent_to_sigma(uniform)` (flow shift
+  included); `noise_scaling` makes x_t; the target is the model output that makes `calculate_denoised` return
+  the clean latent, i.e. the native space of DESIGN §2 (eps: the noise; v: the v-target; flow: noise − x0).
+- Predictions take the sampler's own path, as TrainSampler's do: training runs *inside* a `CFGGuider.sample`
+  call with a sampler whose `sample()` is the training loop. Every group's stored conditioning goes through
+  `process_conds` once (areas, timestep ranges, the model's `extra_conds`: image-to-video concat latents and
+  masks, CLIP-vision features, model-specific extras), and each prediction is the guider's own call with that
+  group's processed entries, at cfg 1. The only change: `calculate_denoised` returns the raw model output
+  during the run, so the loss sees the native prediction without dividing by sigma.
+- Latents: the store keeps what KSampler outputs; the model works on `process_latent_in` of it (Wan's
+  per-channel normalisation), applied here in `add_noise`/`target` exactly as the sampler applies it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+
+log = logging.getLogger("AnimeReward")
+T = TypeVar("T")
+
+# Marker put into each conditioning entry's dict so the processed entries can be found per group.
+GROUP_TAG = "animereward_group"
+# Percentiles are kept off the ends: percent 0 maps to sigma_max (1e9 for discrete eps models).
+PERCENT_RANGE = (1e-3, 1.0 - 1e-3)
+
+
+class UnsupportedModelError(ValueError):
+    """The MODEL's parameterisation has no noise/velocity target GAPO can train against."""
+
+
+def model_type_name(patcher: Any) -> str:
+    mt = getattr(patcher.model, "model_type", None)
+    return getattr(mt, "name", str(mt))
+
+
+def prediction_type_of(patcher: Any) -> str:
+    """'eps', 'v' or 'flow' for the MODEL's (possibly patched) model_sampling; refuses the others by name.
+
+    ComfyUI's model types map as: EPS, STABLE_CASCADE → eps; V_PREDICTION, V_PREDICTION_EDM,
+    V_PREDICTION_CONTINUOUS, EDM → v; FLOW, FLUX, FLOW_COSMOS → flow; IMG_TO_IMG (and any X0 model) is
+    refused: it predicts the clean latent itself, so there is no denoising target in a noise space."""
+    import comfy.model_sampling as ms_mod
+
+    ms = patcher.get_model_object("model_sampling")
+    name = f"{model_type_name(patcher)} ({type(patcher.model).__name__})"
+    if isinstance(ms, ms_mod.X0):
+        raise UnsupportedModelError(
+            f"model type {name} predicts the clean latent (x0) directly; GAPO needs a model that predicts "
+            "noise, v or flow velocity (Wan, HunyuanVideo, LTX-Video, SD-style models)"
+        )
+    if not hasattr(ms, "percent_to_sigma"):
+        raise UnsupportedModelError(f"model type {name}: its model_sampling has no percent_to_sigma to draw sigmas from")
+    if isinstance(ms, ms_mod.CONST | ms_mod.COSMOS_RFLOW):
+        return "flow"
+    if isinstance(ms, ms_mod.V_PREDICTION):  # EDM derives from V_PREDICTION (its output is −v)
+        return "v"
+    if isinstance(ms, ms_mod.EPS):
+        return "eps"
+    raise UnsupportedModelError(f"model type {name}: unknown parameterisation {type(ms).__mro__[1:3]}")
+
+
+def training_clone(model: Any) -> Any:
+    """A patcher clone that training may add weight wrappers to and load as a regular (non-streamed) model.
+
+    Current ComfyUI on NVIDIA builds `ModelPatcherDynamic`, whose weights live outside the module until used;
+    `clone(disable_dynamic=True)` gives a regular patcher over a regular copy. 0.3.75 has neither: a plain
+    clone shares the module, and the wrappers apply only while this clone is loaded."""
+    is_dynamic = getattr(model, "is_dynamic", None)
+    clone = model.clone(disable_dynamic=True) if callable(is_dynamic) and is_dynamic() else model.clone()
+    # Base weights never train: no gradients for them (fp8 weights cannot even hold one).
+    clone.model.requires_grad_(False)
+    return clone
+
+
+def clone_tree(value: Any) -> Any:
+    """Deep copy of a conditioning value with every tensor cloned: tensors made under the executor's
+    inference mode cannot be saved for backward. Objects (e.g. CLIP-vision outputs) are shallow-copied
+    and their attributes cloned the same way."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: clone_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_tree(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(clone_tree(v) for v in value)
+    if hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
+        out = copy.copy(value)
+        for k, v in vars(value).items():
+            if isinstance(v, torch.Tensor | dict | list | tuple):
+                setattr(out, k, clone_tree(v))
+        return out
+    return value
+
+
+def _raw_output(sigma: torch.Tensor, model_output: torch.Tensor, model_input: torch.Tensor) -> torch.Tensor:
+    return model_output
+
+
+def block_modules(diffusion_model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated transformer blocks (children of top-level ModuleLists): the checkpointing unit."""
+    return [m for child in diffusion_model.children() if isinstance(child, torch.nn.ModuleList) for m in child]
+
+
+@contextmanager
+def gradient_checkpointing(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """Recompute each block's activations in backward (non-reentrant: inputs that need no grad still give
+    the LoRA its gradients). The modules are shared with the artist's MODEL: always restored."""
+    import torch.utils.checkpoint
+
+    patched: list[tuple[torch.nn.Module, Any]] = []
+    try:
+        for m in modules:
+            forward = m.forward
+            own = vars(m).get("forward")  # an instance-level forward someone else set, kept as it was
+
+            def checkpointed(*args: Any, _f: Callable = forward, **kwargs: Any) -> Any:
+                if not torch.is_grad_enabled():
+                    return _f(*args, **kwargs)
+                return torch.utils.checkpoint.checkpoint(_f, *args, use_reentrant=False, **kwargs)
+
+            m.forward = checkpointed
+            patched.append((m, own))
+        yield
+    finally:
+        for m, own in patched:
+            if own is None:
+                del m.forward  # back to the class's forward
+            else:
+                m.forward = own
+
+
+def training_memory_bytes(patcher: Any, latent_shape: Sequence[int], batch: int, checkpointing: bool,
+                          trainable_params: int) -> int:
+    """Working memory to ask of model management beside the weights: activations kept for backward plus the
+    LoRA's parameter, gradient and two Adam moments (float32). ComfyUI's own `memory_required` estimates one
+    inference forward; backward keeps each block's activations (about a quarter of that peak per block
+    without checkpointing, about twice the peak with block checkpointing)."""
+    forward = int(patcher.model.memory_required([batch, *latent_shape]))
+    n_blocks = max(1, len(block_modules(patcher.model.diffusion_model)))
+    factor = 3.0 if checkpointing else 2.0 + n_blocks / 4
+    return int(forward * factor) + 16 * trainable_params
+
+
+class ComfyDenoiser:
+    """The Denoiser protocol on a ComfyUI MODEL patcher (the training clone, LoRA already attached).
+
+    `conds` maps a key (a group id) to that group's positive CONDITIONING (ComfyUI's list of
+    [tensor, dict]); `predict(x_t, t, key)` replays it. Predictions are available only inside `run(body)`,
+    which holds the sampler machinery open while `body(self)` trains."""
+
+    def __init__(self, patcher: Any, conds: Mapping[str, list], latent_shape: Sequence[int], *,
+                 batch: int = 2, gradient_checkpointing: bool = False) -> None:
+        import comfy.model_management as mm
+
+        self.patcher = patcher
+        self.conds = dict(conds)
+        self.latent_shape = list(latent_shape)
+        self.batch = batch
+        self.checkpointing = gradient_checkpointing
+        self.device = mm.get_torch_device()
+        self._prediction_type = prediction_type_of(patcher)
+        self._model_sampling = patcher.get_model_object("model_sampling")
+        self._wrap: Any = None
+        self._extra_args: dict[str, Any] = {}
+        self._entries: dict[str, list] = {}
+
+    # ---- the protocol -------------------------------------------------------------------------------
+    @property
+    def prediction_type(self) -> str:
+        return self._prediction_type
+
+    def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        lo, hi = PERCENT_RANGE
+        percents = lo + (hi - lo) * torch.rand(n, generator=generator)
+        ms = self._model_sampling
+        return torch.tensor([float(ms.percent_to_sigma(p)) for p in percents.tolist()],
+                            dtype=torch.float32, device=self.device)
+
+    def to_model_space(self, latents: torch.Tensor) -> torch.Tensor:
+        """Stored (KSampler output) latents → the space the model denoises in, as the sampler converts them."""
+        x = _usable(latents).to(self.device, torch.float32)
+        return self.patcher.model.process_latent_in(x)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = self.to_model_space(x0)
+        return self._model_sampling.noise_scaling(self._sigma(t), _usable(noise).to(x0), x0, False)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = self.to_model_space(x0)
+        noise = _usable(noise).to(x0)
+        if self._prediction_type == "eps":
+            return noise
+        if self._prediction_type == "flow":
+            return noise - x0
+        import comfy.model_sampling as ms_mod
+
+        ms = self._model_sampling
+        s = self._sigma(t).reshape(-1, *([1] * (x0.ndim - 1)))
+        sd = float(ms.sigma_data)
+        v = (noise * sd**2 - x0 * s) / (sd * torch.sqrt(s**2 + sd**2))
+        return -v if isinstance(ms, ms_mod.EDM) else v
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        if self._wrap is None:
+            raise RuntimeError("ComfyDenoiser.predict is only available inside ComfyDenoiser.run(body)")
+        entries = self._entries.get(cond)  # type: ignore[arg-type]
+        if entries is None:
+            raise KeyError(f"no conditioning registered for {cond!r}")
+        self._wrap.conds["positive"] = entries
+        return self._wrap(x_t.to(self.device), self._sigma(t), **self._extra_args)
+
+    # ---- the sampler session ------------------------------------------------------------------------
+    def run(self, body: Callable[[ComfyDenoiser], T], trainable_params: int = 0) -> T:
+        """Load the model through model management (other models offloaded as the training estimate needs),
+        then run `body(self)` inside the guider's sample call; returns what body returns."""
+        import comfy.model_management as mm
+        import comfy.samplers
+
+        with torch.inference_mode(False), torch.enable_grad():
+            entries = []
+            for key, cond in self.conds.items():
+                for tensor, options in cond:
+                    opts = clone_tree(dict(options))
+                    opts[GROUP_TAG] = key
+                    entries.append([clone_tree(tensor), opts])
+            guider = comfy.samplers.CFGGuider(self.patcher)
+            guider.inner_set_conds({"positive": entries})
+            guider.set_cfg(1.0)
+            sampler = _body_sampler_class()(self, body)
+            shape = [self.batch, *self.latent_shape]
+            zeros = torch.zeros(shape)
+            ms = self._model_sampling
+            sigmas = torch.tensor([float(ms.sigma_max), 0.0])
+            need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, self.checkpointing,
+                                         trainable_params)
+            mm.load_models_gpu([self.patcher], memory_required=need, minimum_memory_required=need)
+            blocks = block_modules(self.patcher.model.diffusion_model) if self.checkpointing else []
+            with gradient_checkpointing(blocks):
+                guider.sample(zeros, zeros, sampler, sigmas, seed=0)
+            return sampler.result  # type: ignore[return-value]
+
+    def _enter(self, model_wrap: Any, extra_args: dict[str, Any]) -> None:
+        self._entries = {}
+        for entry in model_wrap.conds.get("positive", []):
+            self._entries.setdefault(entry[GROUP_TAG], []).append(entry)
+        missing = set(self.conds) - set(self._entries)
+        if missing:
+            raise RuntimeError(f"conditioning of {sorted(missing)[:3]} was dropped by the sampler's processing")
+        self._wrap, self._extra_args = model_wrap, extra_args
+        # Raw output instead of the denoised latent; an instance attribute, removed on exit.
+        model_wrap.inner_model.model_sampling.calculate_denoised = _raw_output
+
+    def _exit(self, model_wrap: Any) -> None:
+        ms = model_wrap.inner_model.model_sampling
+        if "calculate_denoised" in vars(ms):
+            del ms.calculate_denoised
+        self._wrap, self._extra_args, self._entries = None, {}, {}
+
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return _usable(t).to(self.device, torch.float32).reshape(-1)
+
+
+def _usable(t: torch.Tensor) -> torch.Tensor:
+    """Tensors made under inference mode cannot enter autograd: clone them (outside inference mode)."""
+    if t.is_inference():
+        with torch.inference_mode(False):
+            return t.clone()
+    return t
+
+
+@functools.cache
+def _body_sampler_class() -> type:
+    """A comfy.samplers.Sampler whose sample() runs the training body with the live guider (built on first
+    use: comfy.samplers is imported only when training starts)."""
+    import comfy.samplers
+
+    class BodySampler(comfy.samplers.Sampler):
+        def __init__(self, owner: ComfyDenoiser, body: Callable[[ComfyDenoiser], Any]) -> None:
+            self.owner, self.body, self.result = owner, body, None
+
+        def sample(self, model_wrap: Any, sigmas: Any, extra_args: dict, callback: Any, noise: torch.Tensor,
+                   latent_image: torch.Tensor | None = None, denoise_mask: Any = None,
+                   disable_pbar: bool = False) -> torch.Tensor:
+            self.owner._enter(model_wrap, extra_args)
+            try:
+                self.result = self.body(self.owner)
+            finally:
+                self.owner._exit(model_wrap)
+            return torch.zeros_like(noise)
+
+    return BodySampler
