@@ -49,6 +49,16 @@ class Denoiser(Protocol):
 
 
 @runtime_checkable
+class SupportsGradientCheckpointing(Protocol):
+    """A Denoiser that can trade compute for memory: the loop calls this once before training when its
+    config asks for gradient checkpointing. Implementations must use non-reentrant checkpointing
+    (`torch.utils.checkpoint(..., use_reentrant=False)`; the reentrant kind gives no gradients when only the
+    LoRA weights train); `gapo_trainer.grad_checkpoint.checkpoint_modules` does it for a list of blocks."""
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
 class LoraAdapter(Protocol):
     """The trainable low-rank weights on a model. Switching them off gives the reference model: GAPO's
     reference predictions never come from a second copy of the weights."""
