@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .atomic_io import atomic_write_bytes, file_lock, fsync_dir, write_durable
+from .atomic_io import atomic_write_bytes, file_lock, fsync_all, fsync_dir, write_durable
 from .conditioning_codec import (
     Conditioning,
     ObjectRecord,
@@ -138,6 +138,16 @@ def _finite_or_none(v: Any, what: str) -> float | None:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def _latent_dtype(meta: GroupMeta) -> torch.dtype | None:
+    dtype = getattr(torch, meta.latent_dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
+def _latents_mismatch(meta: GroupMeta) -> str:
+    return (f"{TENSORS_FILE} latents do not match {META_FILE} (expected {meta.latent_dtype} "
+            f"{[meta.n, *meta.latent_shape]})")
 
 
 def _new_group_id() -> str:
@@ -316,11 +326,12 @@ class PreferenceStore:
         tmp.mkdir()
         try:
             write_safetensors(tmp / TENSORS_FILE, {LATENTS_KEY: latents, **table.tensors},
-                              {"format": "animereward-group", "format_version": str(FORMAT_VERSION)})
+                              {"format": "animereward-group", "format_version": str(FORMAT_VERSION)}, fsync=False)
             for name, data in zip(preview_files, previews, strict=True):
-                write_durable(tmp / name, data)
-            write_durable(tmp / META_FILE, json.dumps(meta, indent=1).encode())
-            fsync_dir(tmp)
+                write_durable(tmp / name, data, fsync=False)
+            write_durable(tmp / META_FILE, json.dumps(meta, indent=1).encode(), fsync=False)
+            # every file and the folder durable before the rename makes the group visible
+            fsync_all([tmp / TENSORS_FILE, *(tmp / name for name in preview_files), tmp / META_FILE, tmp])
             with file_lock(ds_path / LOCK_FILE):
                 info = self._dataset_info(dataset, must_exist=False)
                 if info is None:
@@ -510,8 +521,10 @@ class PreferenceStore:
     def _read_meta(self, dataset: str, group_id: str, info: dict[str, Any]) -> GroupMeta:
         return self._read_meta_raw(dataset, group_id, info)[0]
 
-    def _read_meta_raw(self, dataset: str, group_id: str,
-                       info: dict[str, Any]) -> tuple[GroupMeta, dict[str, Any]]:
+    def _read_meta_raw(self, dataset: str, group_id: str, info: dict[str, Any],
+                       check_tensors: bool = True) -> tuple[GroupMeta, dict[str, Any]]:
+        """Metadata and the raw meta.json; `check_tensors` reads the tensor file's header too (load_group
+        checks the loaded tensors instead)."""
         gdir = self._group_dir(dataset, group_id)
 
         def fail(msg: str) -> StoreError:
@@ -540,6 +553,8 @@ class PreferenceStore:
             raise fail(f"{RANKING_FILE} is unreadable ({type(e).__name__})") from None
         meta = self._meta_from_json(raw, ranking, dataset, group_id)
         self._check_compatible(info, meta.latent_shape, dataset, group_id, meta.model_name)
+        if not check_tensors:
+            return meta, raw
         try:
             header = read_header(gdir / TENSORS_FILE)
         except FileNotFoundError:
@@ -547,12 +562,9 @@ class PreferenceStore:
         except (OSError, ValueError) as e:
             raise fail(f"{TENSORS_FILE}: {e}") from None
         lat = header.get(LATENTS_KEY)
-        torch_dtype = getattr(torch, meta.latent_dtype, None)
-        want_dtype = dtype_code(torch_dtype) if isinstance(torch_dtype, torch.dtype) else None
         if not isinstance(lat, dict) or lat.get("shape") != [meta.n, *meta.latent_shape] \
-                or lat.get("dtype") != want_dtype:
-            raise fail(f"{TENSORS_FILE} latents do not match {META_FILE} (expected {meta.latent_dtype} "
-                       f"{[meta.n, *meta.latent_shape]})")
+                or lat.get("dtype") != dtype_code(_latent_dtype(meta)):
+            raise fail(_latents_mismatch(meta))
         return meta, raw
 
     @staticmethod
@@ -596,7 +608,7 @@ class PreferenceStore:
 
     def load_group(self, dataset: str, group_id: str) -> Group:
         """The group with its latents and both conditionings, validated against its metadata."""
-        meta, raw = self._read_meta_raw(dataset, group_id, self._dataset_info(dataset))
+        meta, raw = self._read_meta_raw(dataset, group_id, self._dataset_info(dataset), check_tensors=False)
         path = self._group_dir(dataset, group_id) / TENSORS_FILE
         if path.is_symlink():
             raise StoreError(f"{TENSORS_FILE} is a link; refusing to follow it", dataset=dataset,
@@ -605,10 +617,15 @@ class PreferenceStore:
 
         try:
             tensors = load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types
-            raise StoreError(f"{TENSORS_FILE} is unreadable ({type(e).__name__}: {str(e)[:120]})",
+        except FileNotFoundError:
+            raise StoreError(f"{TENSORS_FILE} is missing", dataset=dataset, group_id=group_id) from None
+        except Exception as e:  # safetensors raises its own error types (a truncated file among them)
+            raise StoreError(f"{TENSORS_FILE} is unreadable (truncated or damaged: {str(e)[:120]})",
                              dataset=dataset, group_id=group_id) from None
-        latents = tensors.pop(LATENTS_KEY)
+        latents = tensors.pop(LATENTS_KEY, None)
+        if latents is None or list(latents.shape) != [meta.n, *meta.latent_shape] \
+                or latents.dtype != _latent_dtype(meta):
+            raise StoreError(_latents_mismatch(meta), dataset=dataset, group_id=group_id)
         try:
             structure = raw["conditioning"]
             positive = decode_conditioning(structure["positive"], tensors, "positive")
