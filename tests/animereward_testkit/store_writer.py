@@ -106,7 +106,8 @@ def verify(root: Path, dataset: str, logs: list[Path], report: CrashReport) -> N
         a, r = _read_log(log)
         added += a
         ranked |= r
-    items = list(store.iter_groups(dataset)) if (root / dataset / "dataset.json").exists() else []
+    exists = (root / dataset / "dataset.json").exists()  # not before the first commit
+    items = list(store.iter_groups(dataset)) if exists else []
     metas = {}
     for x in items:
         if isinstance(x, Exception):
@@ -135,7 +136,7 @@ def verify(root: Path, dataset: str, logs: list[Path], report: CrashReport) -> N
             report.problems.append(f"{gid}: ranking {metas[gid].human_ranking} != reported {order}")
     unranked = {m.group_id for m in metas.values() if not m.ranked}
     listed, cursor = set(), None
-    while True:
+    while exists:
         page = store.list_groups(dataset, cursor=cursor, limit=200, unranked_only=True)
         listed |= {m.group_id for m in page.groups}
         cursor = page.next_cursor
@@ -151,6 +152,7 @@ def crash_trials(root: Path, dataset: str, trials: int, seed: int = 0, max_delay
                  ctx: Any = None) -> CrashReport:
     """`trials` times: fork a writer onto the same dataset, kill -9 it after a random delay, verify."""
     ctx = ctx or fork_context()
+    root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     report = CrashReport()
     logs: list[Path] = []

@@ -239,3 +239,17 @@ def test_candidate_records_must_be_in_generation_order(store: PreferenceStore):
     kw["candidates"] = [CandidateMeta(index=1), CandidateMeta(index=0)]
     with pytest.raises(StoreError, match="candidate 0"):
         store.add_group("d", **kw)
+
+
+def test_inference_mode_tensors_and_views_are_stored(store: PreferenceStore):
+    """The executor runs nodes under torch.inference_mode(); views and non-contiguous tensors are common."""
+    with torch.inference_mode():
+        kw = group_kwargs()
+        kw["latents"] = kw["latents"] * 1
+        kw["positive"][0][1]["view"] = torch.randn(3, 4)[:, 1:]
+        kw["positive"][0][1]["transposed"] = torch.randn(3, 4).t()
+        meta = store.add_group("d", **kw)
+    g = store.load_group("d", meta.group_id)
+    assert_same(g.positive, kw["positive"])
+    assert_same(g.latents, kw["latents"])
+    assert not g.latents.is_inference()  # usable in autograd by the trainer
