@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .best_of_n_node import AnimeRewardBestOfN
+from .collect_node import AnimeRewardCollect
 from .loader_node import AnimeRewardLoader, AnimeRewardWeights
 from .score_node import AnimeRewardOverlay, AnimeRewardScore
 from .synthetic_node import AnimeRewardSyntheticClips
@@ -15,5 +16,6 @@ NODES: list[type[io.ComfyNode]] = [
     AnimeRewardScore,
     AnimeRewardOverlay,
     AnimeRewardBestOfN,
+    AnimeRewardCollect,
     AnimeRewardSyntheticClips,
 ]

@@ -119,7 +119,9 @@ class ClipFormat(io.ComfyNode):
 
 class TestNodesExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomTextConditioning, Capture, ClipList, ClipFormat]
+        from .collect_nodes import COLLECT_TEST_NODES
+
+        return [RandomTextConditioning, Capture, ClipList, ClipFormat, *COLLECT_TEST_NODES]
 
 
 async def comfy_entrypoint() -> ComfyExtension:
