@@ -22,7 +22,7 @@ const CSS = `
 .ar-panel button:disabled { opacity:.45; }
 .ar-nav { justify-content:space-between; }
 .ar-prompt { color:var(--descrip-text, #aaa); font-style:italic; max-height:4.2em; overflow:hidden; }
-.ar-grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(150px, 1fr)); gap:8px; }
+.ar-grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(100px, 1fr)); gap:8px; }
 .ar-card { position:relative; border:2px solid var(--border-color, #444); border-radius:6px; padding:4px;
   cursor:pointer; background:var(--comfy-menu-bg, #1a1a1a); user-select:none; }
 .ar-card.ranked { border-color:var(--p-primary-color, #6ab4ff); }
@@ -50,7 +50,7 @@ const CSS = `
 const state = {
   datasets: [], dataset: null, unrankedOnly: true,
   groups: [], cursor: null, total: 0, index: 0,
-  ranking: [], waiting: null, root: null, status: "", statusKind: "",
+  ranking: [], waiting: null, root: null, status: "", statusKind: "", saving: false,
 };
 
 async function getJSON(path) {
@@ -105,6 +105,7 @@ async function move(delta) {
   }
   state.index = next;
   state.ranking = [];
+  state.status = "";
   render();
 }
 
@@ -117,6 +118,7 @@ function toggle(i) {
   if (state.ranking.length === g.n - 1) {  // the last one is placed by itself
     for (let k = 0; k < g.n; k++) if (!state.ranking.includes(k)) state.ranking.push(k);
   }
+  state.status = "";
   render();
 }
 
@@ -130,16 +132,25 @@ function pending(g) {
 
 async function save(skip = false) {
   const g = current();
-  if (!g) return;
+  if (!g || state.saving) return;
   if (!skip && state.ranking.length !== g.n) {
     setStatus(`Rank all ${g.n} candidates first (click them best to worst, or press 1..${Math.min(g.n, 9)}).`, "error");
     return;
   }
   const body = skip ? { skip: true } : { ranking: state.ranking };
-  const res = await api.fetchApi(`/animereward/datasets/${enc(g.dataset)}/groups/${enc(g.group_id)}/ranking`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const data = await res.json().catch(() => ({}));
+  state.saving = true;
+  let res, data;
+  try {
+    res = await api.fetchApi(`/animereward/datasets/${enc(g.dataset)}/groups/${enc(g.group_id)}/ranking`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    data = await res.json().catch(() => ({}));
+  } catch (err) {
+    setStatus(`Not saved: ${err.message}`, "error");
+    return;
+  } finally {
+    state.saving = false;
+  }
   if (!res.ok) { setStatus(`Not saved: ${data.error || res.status}`, "error"); return; }
   if (state.waiting && state.waiting.group_id === g.group_id) state.waiting = null;
   const what = skip ? "skipped" : `saved ${state.ranking.join(" > ")}`;
@@ -157,7 +168,7 @@ async function save(skip = false) {
 }
 
 function onKey(e) {
-  if (e.ctrlKey || e.altKey || e.metaKey) return;
+  if (e.ctrlKey || e.altKey || e.metaKey || state.saving) return;
   if (e.target instanceof HTMLSelectElement || e.target instanceof HTMLInputElement) return;
   const g = current();
   let handled = true;
@@ -223,6 +234,7 @@ function strip(g) {
       // dragging fixes the order up to the drop position (or everything already ranked)
       state.ranking = next.slice(0, Math.max(state.ranking.length, pos + 1, from + 1));
       if (state.ranking.length >= g.n - 1) state.ranking = next;
+      state.status = "";
       render();
     });
     box.append(chip);
