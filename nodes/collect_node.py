@@ -21,6 +21,7 @@ log = logging.getLogger("AnimeReward")
 NODE = "AnimeReward Collect"
 DEFAULT_DATASET = "my_rankings"
 WAITING_EVENT = "animereward.collect.waiting"
+RESULT_EVENT = "animereward.collect"
 NO_MODEL = "none"  # model_name of groups collected without a MODEL (clips made elsewhere): not trainable
 
 
@@ -112,11 +113,13 @@ def check_counts(latents: dict | None, frames: torch.Tensor | None, vae: Any, sc
 
 
 def _send_event(event: str, data: dict) -> None:
-    """A websocket message to the page (the ranking panel jumps to the group), when a server is running."""
+    """A websocket message to the page that queued the prompt, when a server runs. Not a UI output: the
+    page (frontend 1.32) lists every UI-output item of a job as a file in its queue (see score_display)."""
     server = sys.modules.get("server")
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if instance is not None:
-        instance.send_sync(event, data)
+        data = {**data, "prompt_id": getattr(instance, "last_prompt_id", None)}
+        instance.send_sync(event, data, getattr(instance, "client_id", None))
 
 
 class AnimeRewardCollect(io.ComfyNode):
@@ -269,11 +272,12 @@ class AnimeRewardCollect(io.ComfyNode):
         if wait_for_ranking:
             ranking, status = cls._wait(store, dataset, meta.group_id, int(timeout_seconds))
         size = store.count(dataset)
-        ui = {"dataset": dataset, "group_id": meta.group_id, "size": size, "n": cand.n, "status": status,
-              "ranking": ranking, "warnings": warnings}
+        shown = {"dataset": dataset, "group_id": meta.group_id, "size": size, "n": cand.n, "status": status,
+                 "ranking": ranking, "warnings": warnings}
         for w in warnings:
             log.warning("%s: %s", NODE, w)
-        return io.NodeOutput(meta.group_id, ranking, size, ui={"animereward_collect": [ui]})
+        _send_event(RESULT_EVENT, {"node": str(node_id), "collect": shown})
+        return io.NodeOutput(meta.group_id, ranking, size)
 
     @classmethod
     def _wait(cls, store: Any, dataset: str, group_id: str, timeout: float) -> tuple[str, str]:

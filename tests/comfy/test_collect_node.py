@@ -26,8 +26,12 @@ def store(comfy, comfy_base_dir) -> PreferenceStore:
     return PreferenceStore(datasets_root(comfy_base_dir))
 
 
-def _ui(out: dict, node: str = "30") -> dict:
-    return out[node]["animereward_collect"][0]
+def _ui(comfy, node: str = "30") -> dict:
+    """What Collect showed on the node in the last run (sent to the page as an animereward.collect message)."""
+    for event, data in reversed(comfy.server.messages):
+        if event == "animereward.collect" and data["node"] == node:
+            return data["collect"]
+    raise KeyError(f"node {node} sent nothing in the last run")
 
 
 def test_tiny_wan_example_generates_scores_collects_and_gives_pairs(comfy, tiny_models, store):
@@ -35,7 +39,7 @@ def test_tiny_wan_example_generates_scores_collects_and_gives_pairs(comfy, tiny_
     wf["c"] = capture(latent=["4", 0], string=["11", 4])
     before = store.count("tiny_wan_rankings") if "tiny_wan_rankings" in store.datasets() else 0
     out = comfy.run(wf)
-    ui = _ui(out)
+    ui = _ui(comfy)
     assert ui["size"] == before + 1 and ui["n"] == 3 and ui["status"] == "stored"
     group = store.load_group("tiny_wan_rankings", ui["group_id"])
     meta = group.meta
@@ -79,7 +83,7 @@ def test_stored_conditioning_replays_exactly(comfy, tiny_models, comfy_base_dir,
         assert report["types"]["clip_vision_output"] == "comfy.clip_vision.Output"
     else:
         assert report["keys"] == [[]]
-    meta = store.read_meta("replay_i2v" if i2v else "replay_t2v", _ui(out)["group_id"])
+    meta = store.read_meta("replay_i2v" if i2v else "replay_t2v", _ui(comfy)["group_id"])
     assert meta.n == 3 and meta.latent_shape == [16, 2, 4, 4]
 
 
@@ -172,7 +176,7 @@ def test_synthetic_example_encodes_the_frames_with_the_vae(comfy, tiny_models, s
     wf["1"]["inputs"] |= {"frames": 9, "width": 64, "height": 48}
     wf["c"] = capture(string=["11", 4])
     out = comfy.run(wf)
-    ui = _ui(out)
+    ui = _ui(comfy)
     meta = store.read_meta("synthetic_rankings", ui["group_id"])
     assert meta.n == 4 and meta.latent_shape == [16, 3, 6, 8] and meta.model_name == "none"
     assert meta.prompt.startswith("a girl with a red ribbon")
@@ -208,15 +212,15 @@ def test_wait_for_ranking_returns_the_ranking_saved_meanwhile(comfy, store):
     t.join()
     assert time.monotonic() - t0 < 20
     assert captured(out, "c")["string"] == "1,2,0"
-    assert _ui(out)["status"] == "ranked"
+    assert _ui(comfy)["status"] == "ranked"
 
 
 def test_wait_for_ranking_times_out_and_continues(comfy, store):
     wf = cheap_group("waiting_timeout", n=2, wait_for_ranking=True, timeout_seconds=1)
     t0 = time.monotonic()
-    out = comfy.run(wf)
+    comfy.run(wf)
     assert 1.0 <= time.monotonic() - t0 < 15
-    ui = _ui(out)
+    ui = _ui(comfy)
     assert ui["status"] == "timed out" and ui["ranking"] == ""
     assert store.read_meta("waiting_timeout", ui["group_id"]).human_ranking is None
 

@@ -325,18 +325,44 @@ async function onWaiting(event) {
   if (sidebar && sidebar.activeSidebarTabId !== TAB_ID) sidebar.toggleSidebarTab?.(TAB_ID);
 }
 
-// The Collect node: show where the group went and how big the dataset is.
+// The Collect node: where the group went and how big the dataset is, from an `animereward.collect` message
+// (not a UI output, which the queue sidebar would list as a file). Shown until the page is reloaded.
 const COLLECT_WIDGET = "animereward_collect";
-function collectText(d) {
+export function collectLines(d) {
   const lines = [`${d.dataset}: ${d.size} group${d.size === 1 ? "" : "s"}`, `stored ${d.group_id} (${d.n} clips)`];
   if (d.status === "ranked") lines.push(`ranked ${d.ranking.split(",").join(" > ")}`);
   else if (d.status !== "stored") lines.push(d.status);
   return lines.concat(d.warnings || []);
 }
 
+function showCollect({ detail }) {
+  const node = app.graph?.getNodeById?.(Number(detail?.node)) ?? app.graph?.getNodeById?.(detail?.node);
+  if (!node || node.type !== "AnimeRewardCollect" || !detail.collect) return;
+  node.animerewardCollect = detail.collect;
+  node.animerewardCollectLines = collectLines(detail.collect);
+  if (!node.widgets?.some((x) => x.name === COLLECT_WIDGET)) {
+    node.addCustomWidget({
+      name: COLLECT_WIDGET, type: COLLECT_WIDGET, value: null, serialize: false,
+      computeSize: (width) => [width, (node.animerewardCollectLines?.length || 0) * 16 + 8],
+      draw: (ctx, _node, _width, y) => {
+        ctx.save();
+        ctx.font = "11px sans-serif";
+        ctx.fillStyle = "#ddd";
+        (node.animerewardCollectLines || []).forEach((t, i) => ctx.fillText(t, 10, y + 15 + i * 16));
+        ctx.restore();
+      },
+    });
+  }
+  const size = node.computeSize();
+  node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
+  node.setDirtyCanvas(true, true);
+}
+
 app.registerExtension({
   name: "AnimeReward.RankingPanel",
   async setup() {
+    api.addEventListener("animereward.collect", showCollect);
+    api.addEventListener("animereward.collect.waiting", onWaiting);
     const manager = app.extensionManager;
     if (!manager?.registerSidebarTab) {
       console.warn("AnimeReward: this ComfyUI frontend has no sidebar tabs; the ranking panel is unavailable");
@@ -352,36 +378,5 @@ app.registerExtension({
       render: mount,
       destroy: () => { state.root = null; },
     });
-    api.addEventListener("animereward.collect.waiting", onWaiting);
-  },
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== "AnimeRewardCollect") return;
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      onExecuted?.apply(this, arguments);
-      const data = message?.animereward_collect?.[0];
-      if (!data) return;
-      this.animerewardCollect = data;
-      const lines = collectText(data);
-      let w = this.widgets?.find((x) => x.name === COLLECT_WIDGET);
-      if (!w) {
-        w = {
-          name: COLLECT_WIDGET, type: COLLECT_WIDGET, value: null, serialize: false,
-          computeSize: (width) => [width, (this.animerewardCollectLines?.length || 0) * 16 + 8],
-          draw: (ctx, _node, _width, y) => {
-            ctx.save();
-            ctx.font = "11px sans-serif";
-            ctx.fillStyle = "#ddd";
-            (this.animerewardCollectLines || []).forEach((t, i) => ctx.fillText(t, 10, y + 15 + i * 16));
-            ctx.restore();
-          },
-        };
-        this.addCustomWidget(w);
-      }
-      this.animerewardCollectLines = lines;
-      const size = this.computeSize();
-      this.setSize([Math.max(this.size[0], size[0]), Math.max(this.size[1], size[1])]);
-      this.setDirtyCanvas(true, true);
-    };
   },
 });
