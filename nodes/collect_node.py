@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
+from . import datasets_folder  # registers the datasets folder with folder_paths when the pack loads
 from .comfy_compat import check_interrupt
 from .errors import NodeInputError
 
@@ -195,8 +196,6 @@ class AnimeRewardCollect(io.ComfyNode):
         """A bad dataset name is reported when the prompt is queued, before anything runs."""
         if dataset is None:
             return True
-        from . import datasets_folder
-
         try:
             datasets_folder.open_store().dataset_path(dataset)
         except ValueError as e:  # StoreError
@@ -208,7 +207,7 @@ class AnimeRewardCollect(io.ComfyNode):
                 latents=None, frames=None, vae=None, positive=None, negative=None, scores_json=None,
                 model=None, prompt: str = "", negative_prompt: str = "", seed: int = -1) -> io.NodeOutput:
         from ..gapo_trainer.store import CandidateMeta, StoreError, check_conditioning
-        from . import datasets_folder, model_identity
+        from . import model_identity
         from .conditioning_records import to_store
         from .previews import PREVIEW_EXT, preview_webp
 
