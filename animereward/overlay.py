@@ -2,7 +2,10 @@
 
 The panel is rendered once per clip with OpenCV (the scores are the same on every frame) and then
 alpha-blended onto all frames of the clip in one tensor operation, so the cost per frame is one blend.
-Sizes scale with the frame's short side, so the panel stays legible from 256 px to 1080 px frames.
+Sizes scale with the frame's short side, so the panel stays legible from 256 px to 1080 px frames, and the
+panel never takes more than MAX_PANEL_FRACTION of the frame's width or height (on small frames it is drawn
+smaller). Position "auto" puts it in the corner where the clip shows least (least detail and motion), so it
+does not cover the character.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import torch
 
 from .dimensions import DIMENSIONS
 
-POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+POSITIONS = ("auto", *CORNERS)
+MAX_PANEL_FRACTION = 0.42  # of the frame's width and of its height
+MIN_SCALE = 0.5  # below this OpenCV's Hershey font is unreadable: shrink the rendered panel instead
 
 SHORT_LABELS = {
     "visual_smoothness": "smooth",
@@ -40,7 +46,7 @@ def _group_colour(name: str) -> tuple[int, int, int]:
 
 
 def panel_scale(frame_height: int, frame_width: int) -> float:
-    """1.0 at a 480 px short side; never below 0.75, where OpenCV's Hershey font stops being readable."""
+    """1.0 at a 480 px short side, from 0.75 (small frames: the text stays readable) to 2.4."""
     return float(np.clip(min(frame_height, frame_width) / 480.0, 0.75, 2.4))
 
 
@@ -62,7 +68,7 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
     height = pad * 2 + rows * row
     panel = np.zeros((height, width, 4), np.uint8)
     panel[..., :3] = (20, 20, 24)
-    panel[..., 3] = 200
+    panel[..., 3] = 235  # nearly opaque: text over a busy frame stays readable
     y = pad
     white = (245, 245, 245, 255)
 
@@ -114,7 +120,48 @@ def _drawable(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return to_rgb01(frames, "frames", clamp=True), alpha
 
 
-def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "top-left",
+def frame_margin(frame_height: int, frame_width: int) -> int:
+    """Gap between the panel and the frame's edges: 3 % of the short side."""
+    return max(2, round(0.03 * min(frame_height, frame_width)))
+
+
+def _corner_origin(corner: str, h: int, w: int, ph: int, pw: int, margin: int) -> tuple[int, int]:
+    y0 = margin if corner.startswith("top") else h - ph - margin
+    x0 = margin if corner.endswith("left") else w - pw - margin
+    return y0, x0
+
+
+def quietest_corner(frames: torch.Tensor, ph: int, pw: int, margin: int) -> str:
+    """The corner whose panel-sized region shows least: lowest spatial detail plus temporal change of the
+    luminance, on up to 8 frames spread over the clip (flat sky wins over a character)."""
+    t, h, w = frames.shape[:3]
+    idx = torch.linspace(0, t - 1, min(t, 8)).round().long().unique()
+    grey = frames[idx, ..., :3].float().mean(dim=-1)
+    best, best_cost = CORNERS[0], float("inf")
+    for corner in CORNERS:
+        y0, x0 = _corner_origin(corner, h, w, ph, pw, margin)
+        region = grey[:, y0:y0 + ph, x0:x0 + pw]
+        cost = float(region.std(dim=(1, 2)).mean())
+        if region.shape[0] > 1:
+            cost += float((region[1:] - region[:-1]).abs().mean())
+        if cost < best_cost:
+            best, best_cost = corner, cost
+    return best
+
+
+def fit_panel(panel: np.ndarray, frame_height: int, frame_width: int) -> np.ndarray:
+    """Shrink a panel larger than MAX_PANEL_FRACTION of the frame (area resampling keeps it smooth)."""
+    import cv2
+
+    limit_h, limit_w = MAX_PANEL_FRACTION * frame_height, MAX_PANEL_FRACTION * frame_width
+    f = min(1.0, limit_h / panel.shape[0], limit_w / panel.shape[1])
+    if f >= 1.0:
+        return panel
+    size = (max(1, int(panel.shape[1] * f)), max(1, int(panel.shape[0] * f)))
+    return cv2.resize(panel, size, interpolation=cv2.INTER_AREA)
+
+
+def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "auto",
                 opacity: float = 0.85) -> torch.Tensor:
     """Alpha-blend an RGBA panel onto every frame of [T,H,W,C] frames (returns a new tensor; see `_drawable`
     for C and dtypes; RGBA frames stay RGBA, the panel made opaque where it is drawn)."""
@@ -122,13 +169,14 @@ def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "top-le
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
     out, alpha_ch = _drawable(frames)
     _, h, w, _ = out.shape
-    margin = max(2, round(8 * panel_scale(h, w)))
+    margin = frame_margin(h, w)
+    panel = fit_panel(panel, h, w)
     ph, pw = min(panel.shape[0], h - margin), min(panel.shape[1], w - margin)
     if ph <= 0 or pw <= 0:
         return out if alpha_ch is None else torch.cat([out, alpha_ch], dim=-1)
     patch = torch.from_numpy(panel[:ph, :pw]).to(device=out.device, dtype=torch.float32) / 255.0
-    y0 = margin if position.startswith("top") else h - ph - margin
-    x0 = margin if position.endswith("left") else w - pw - margin
+    corner = quietest_corner(out, ph, pw, margin) if position == "auto" else position
+    y0, x0 = _corner_origin(corner, h, w, ph, pw, margin)
     region = out[:, y0:y0 + ph, x0:x0 + pw, :].float()
     alpha = patch[..., 3:] * float(np.clip(opacity, 0.0, 1.0))
     out[:, y0:y0 + ph, x0:x0 + pw, :] = (region * (1 - alpha) + patch[..., :3] * alpha).to(out.dtype)
@@ -140,7 +188,12 @@ def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "top-le
 
 
 def draw_scores(frames: torch.Tensor, scores: Mapping[str, float], total: float | None,
-                position: str = "top-left", opacity: float = 0.85, title: str | None = None) -> torch.Tensor:
-    """Frames [T,H,W,C] with the score panel drawn on each."""
-    scale = panel_scale(frames.shape[1], frames.shape[2])
-    return blend_panel(frames, render_panel(scores, total, scale, title), position, opacity)
+                position: str = "auto", opacity: float = 0.85, title: str | None = None) -> torch.Tensor:
+    """Frames [T,H,W,C] with the score panel drawn on each, at most MAX_PANEL_FRACTION of the frame."""
+    h, w = frames.shape[1], frames.shape[2]
+    scale = panel_scale(h, w)
+    panel = render_panel(scores, total, scale, title)
+    f = min(1.0, MAX_PANEL_FRACTION * h / panel.shape[0], MAX_PANEL_FRACTION * w / panel.shape[1])
+    if f < 1.0:  # draw the text smaller rather than shrink the pixels, down to the smallest readable size
+        panel = render_panel(scores, total, max(MIN_SCALE, scale * f), title)
+    return blend_panel(frames, panel, position, opacity)

@@ -14,7 +14,7 @@ from .score_display import scores_payload, show_scores
 from .scoring import dimensions_for_inputs, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
-POSITIONS = ["top-left", "top-right", "bottom-left", "bottom-right"]
+POSITIONS = ["auto", "top-left", "top-right", "bottom-left", "bottom-right"]  # animereward.overlay.POSITIONS
 
 
 def frames_from(node: str, frames: torch.Tensor | None, video: object | None) -> torch.Tensor:
@@ -92,7 +92,9 @@ class AnimeRewardOverlay(io.ComfyNode):
                 io.Image.Input("frames"),
                 io.String.Input("scores_json", force_input=True,
                                 tooltip="The json output of AnimeReward Score (or one clip of Best-of-N's)."),
-                io.Combo.Input("position", options=POSITIONS, default="top-left"),
+                io.Combo.Input("position", options=POSITIONS, default="auto",
+                               tooltip="Corner of the score panel; auto picks the corner where the clip shows least "
+                                       "(flat background rather than the character)."),
                 io.Float.Input("opacity", default=0.85, min=0.0, max=1.0, step=0.05),
                 io.Int.Input("clip_index", default=0, min=0, max=4096,
                              tooltip="Which clip of a Best-of-N json to draw (ignored for Score's json)."),

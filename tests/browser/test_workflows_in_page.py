@@ -9,6 +9,7 @@ import time
 import pytest
 from animereward_testkit.browser import comfy_page
 from animereward_testkit.comfy_paths import REPO_ROOT
+from animereward_testkit.templates import TEMPLATE_DIR, TEMPLATE_TITLES
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfy]
 
@@ -30,8 +31,13 @@ def test_every_example_has_a_ui_and_an_api_twin():
     names = {p.stem for p in UI_WORKFLOWS}
     apis = {p.stem for p in (REPO_ROOT / "workflows" / "api").glob("*.json")}
     assert names == apis and len(names) >= 3
-    for p in (REPO_ROOT / "example_workflows").glob("*.json"):
-        assert (REPO_ROOT / "workflows" / "ui" / p.name).read_text() == p.read_text()
+    # each template is its UI twin under its title, with a thumbnail
+    titles = {v: k for k, v in TEMPLATE_TITLES.items()}
+    templates = sorted(TEMPLATE_DIR.glob("*.json"))
+    assert {p.stem for p in templates} == set(titles)
+    for p in templates:
+        assert (REPO_ROOT / "workflows" / "ui" / f"{titles[p.stem]}.json").read_text() == p.read_text()
+        assert p.with_suffix(".jpg").stat().st_size > 5_000
     # ComfyUI lists */workflows/*.json as templates too: the twins live one level down so only
     # example_workflows/ shows in the template browser
     assert not list((REPO_ROOT / "workflows").glob("*.json"))
