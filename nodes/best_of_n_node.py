@@ -30,9 +30,12 @@ def split_candidates(images: list[torch.Tensor], frames_per_clip: int) -> torch.
         raise NodeInputError(NODE, "frames_per_clip", "is 0, so the batch cannot be split into clips.",
                              "set it to the frame count of one clip (the 'length' of the empty video latent).")
     if b % frames_per_clip:
-        raise NodeInputError(NODE, "images", f"has {b} frames, not a multiple of frames_per_clip={frames_per_clip}.",
-                             "set frames_per_clip to the frame count of one decoded clip "
-                             "(for Wan: the latent 'length', i.e. 4·k+1).")
+        divisors = [d for d in range(2, min(b, 400) + 1) if b % d == 0 and b // d >= 2]
+        raise NodeInputError(NODE, "frames_per_clip", f"is {frames_per_clip}, which does not divide the {b} frames "
+                             f"of 'images' (frames_per_clip={frames_per_clip}).",
+                             "set it to the frame count of one decoded clip (for Wan: the latent 'length', 4·k+1)"
+                             + (f"; values that split {b} frames into 2 or more clips: "
+                                f"{', '.join(map(str, divisors[:12]))}." if divisors else "."))
     return batch.reshape(b // frames_per_clip, frames_per_clip, *batch.shape[1:])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import torch
 from comfy_api.latest import io
@@ -26,6 +27,21 @@ def frames_from(node: str, frames: torch.Tensor | None, video: object | None) ->
     if frames is None:
         raise NodeInputError(node, "frames", "no clip connected.", "connect IMAGE frames or a VIDEO.")
     return frames
+
+
+def not_scored(node: str, dimension: str, reward: Any, warnings: list[str]) -> Any:
+    """What an unscored dimension's FLOAT output carries: not a number a math node would use without complaint
+    (it was -1.0), but ComfyUI's ExecutionBlocker: a node connected to it does not run, and the page shows why."""
+    from comfy_execution.graph_utils import ExecutionBlocker
+
+    if dimension in getattr(reward, "skipped", {}):
+        why = "its weights were not found when the loader ran"
+    elif any(w.startswith(f"{dimension} skipped") for w in warnings):
+        why = "its prompt or first frame is not connected (skip_unusable is on)"
+    else:
+        why = "it is switched off in the AnimeReward Loader"
+    return ExecutionBlocker(f"{node}: output '{dimension}': {dimension} was not scored: {why}. "
+                            f"Fix: switch it on and give it its weights, or take the wire from this output away.")
 
 
 def first_image(first_frame: torch.Tensor | None) -> torch.Tensor | None:
@@ -57,7 +73,9 @@ class AnimeRewardScore(io.ComfyNode):
             ],
             outputs=[
                 io.Float.Output("total", display_name="total"),
-                *[io.Float.Output(d, display_name=d, tooltip="-1 when this dimension was not scored")
+                *[io.Float.Output(d, display_name=d, tooltip=f"The {d} score, 0 to 1 (higher is better). Not scored "
+                                                             "(off, or no weights): a node connected here is "
+                                                             "stopped with a message saying why.")
                   for d in LOADER_DIMENSIONS],
                 io.String.Output("json", display_name="json"),
             ],
@@ -73,7 +91,8 @@ class AnimeRewardScore(io.ComfyNode):
         dims, warnings = dimensions_for_inputs(cls.NODE_NAME, reward, prompt, key, skip_unusable)
         result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
                              node_id=cls.hidden.unique_id)[0]
-        per_dim = [float(result.scores.get(d, -1.0)) for d in LOADER_DIMENSIONS]
+        per_dim = [float(result.scores[d]) if d in result.scores else not_scored(cls.NODE_NAME, d, reward, warnings)
+                   for d in LOADER_DIMENSIONS]
         show_scores(cls.hidden.unique_id, scores_payload(reward.skipped, [result], warnings))
         return io.NodeOutput(float(result.total), *per_dim, result.to_json())
 

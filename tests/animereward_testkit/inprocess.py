@@ -83,6 +83,12 @@ class ComfyInProcess:
             self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
         )
         executor.execute(prompt, prompt_id, {"client_id": self.server.client_id}, to_execute)
+        blocked = [d for e, d in self.server.messages if e == "execution_error" and d.get("exception_type") ==
+                   "ExecutionBlocked"]
+        if executor.success and blocked:  # a node got an ExecutionBlocker with a message: the page shows an error
+            err = blocked[0]
+            raise WorkflowError(f"execution blocked: {err.get('node_type')} ({err.get('node_id')}): "
+                                f"{err.get('exception_message')}", err)
         if not executor.success:
             if any(e == "execution_interrupted" for e, _ in self.server.messages):
                 raise WorkflowError("execution interrupted", {"interrupted": True})

@@ -1,4 +1,9 @@
-"""API-format graphs for the reward-node tests (small builders; the shipped examples live in workflows/)."""
+"""API-format nodes for the reward-node tests (small builders; the shipped examples live in workflows/).
+
+Each builder returns {"class_type", "inputs"}: put it in a dict prompt, or in a `graph.Graph` with
+`g.add(**builder(...))` and address outputs by name. `reward` defaults to ["10", 0] (a loader with id "10")
+for the dict-style tests written before the Graph builder.
+"""
 
 from __future__ import annotations
 
@@ -34,23 +39,30 @@ def capture(**links: Any) -> dict[str, Any]:
     return {"class_type": "AnimeRewardTestCapture", "inputs": links}
 
 
-def best_of_n(images: Any, frames_per_clip: Any, **extra: Any) -> dict[str, Any]:
-    inputs = {"reward": ["10", 0], "images": images, "frames_per_clip": frames_per_clip, "prompt": "",
+def best_of_n(images: Any, frames_per_clip: Any, reward: Any = ("10", 0), **extra: Any) -> dict[str, Any]:
+    inputs = {"reward": list(reward), "images": images, "frames_per_clip": frames_per_clip, "prompt": "",
               "top_k": 2, "sheet_frames": 3, "skip_unusable": False} | extra
     return {"class_type": "AnimeRewardBestOfN", "inputs": inputs}
 
 
-def captured(outputs: dict[str, Any], node: str) -> dict[str, Any]:
-    return outputs[node]["captured"][0]
+def captured(outputs: dict[str, Any], node: Any) -> dict[str, Any]:
+    """What a Capture node received (`node`: its id, or the graph.Node)."""
+    return outputs[getattr(node, "id", node)]["captured"][0]
 
 
-def saved(outputs: dict[str, Any], node: str, base: Path) -> list[Path]:
-    return [base / "output" / i["subfolder"] / i["filename"] for i in outputs[node]["images"]]
+def saved(outputs: dict[str, Any], node: Any, base: Path) -> list[Path]:
+    return [base / "output" / i["subfolder"] / i["filename"] for i in outputs[getattr(node, "id", node)]["images"]]
+
+
+def example_node(prompt: dict[str, Any], class_type: str, index: int = 0) -> str:
+    """The id of the `index`-th node of `class_type` in a shipped example (tests name nodes by what they are)."""
+    ids = sorted((i for i, n in prompt.items() if n["class_type"] == class_type), key=lambda i: (len(i), i))
+    return ids[index]
 
 
 def score(frames: Any = None, video: Any = None, prompt: str = "", skip_unusable: bool = False,
-          **extra: Any) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"reward": ["10", 0], "prompt": prompt, "skip_unusable": skip_unusable} | extra
+          reward: Any = ("10", 0), **extra: Any) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"reward": list(reward), "prompt": prompt, "skip_unusable": skip_unusable} | extra
     if frames is not None:
         inputs["frames"] = frames
     if video is not None:

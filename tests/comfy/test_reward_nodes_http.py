@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from animereward_testkit.reward_workflows import capture, example, saved
+from animereward_testkit.graph import link
+from animereward_testkit.reward_workflows import capture, example, example_node, saved
 from PIL import Image
 
 pytestmark = pytest.mark.comfy
@@ -13,8 +14,9 @@ pytestmark = pytest.mark.comfy
 
 def test_tiny_wan_best_of_n_over_http(comfy_server, comfy_base_dir):
     wf = example("tiny_wan_best_of_n")
-    wf["c"] = capture(int=["11", 1], latent=["11", 6])
-    wf["d"] = capture(latent=["4", 0])
+    best_of_n, sampler = example_node(wf, "AnimeRewardBestOfN"), example_node(wf, "KSampler")
+    wf["c"] = capture(int=link(wf, best_of_n, "best_index"), latent=link(wf, best_of_n, "best_latent"))
+    wf["d"] = capture(latent=link(wf, sampler, "LATENT"))
     entry = comfy_server.run(wf)
     out = entry["outputs"]
     best = out["c"]["captured"][0]["int"]
@@ -30,10 +32,11 @@ def test_tiny_wan_best_of_n_over_http(comfy_server, comfy_base_dir):
             continue
         for key, items in ui.items():
             assert key == "animated" or all(isinstance(i, dict) and i.get("filename") for i in items), (node, key)
-    (webp,) = saved(out, "20", comfy_base_dir)
-    with Image.open(webp) as im:
+    webps = {p.parent.name + "/" + p.name.split("_0")[0]: p for n in wf if wf[n]["class_type"] == "SaveAnimatedWEBP"
+             for p in saved(out, n, comfy_base_dir)}
+    with Image.open(webps["animereward_tiny/best"]) as im:
         assert im.n_frames == 9
-    (redecoded,) = saved(out, "23", comfy_base_dir)
+    redecoded = webps["animereward_tiny/best_redecoded"]
     with Image.open(redecoded) as im:
         assert im.n_frames == 9  # the best latent decodes back to a clip
 
@@ -41,7 +44,7 @@ def test_tiny_wan_best_of_n_over_http(comfy_server, comfy_base_dir):
 def test_failed_run_reports_node_and_server_keeps_serving(comfy_server):
     wf = example("tiny_wan_best_of_n")
     bad = copy.deepcopy(wf)
-    bad["11"]["inputs"]["frames_per_clip"] = 4  # 27 frames are not a multiple of 4
+    bad[example_node(bad, "AnimeRewardBestOfN")]["inputs"]["frames_per_clip"] = 4  # 27 frames: not a multiple of 4
     status, body = comfy_server.queue(bad)
     assert status == 200
     entry = comfy_server.wait(body["prompt_id"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from animereward_testkit import official_weights as ow
+from animereward_testkit.graph import Graph
 from animereward_testkit.inprocess import WorkflowError
 from animereward_testkit.reward_workflows import capture, captured, loader, score, synthetic
 
@@ -24,23 +25,26 @@ def weights_folder(comfy_base_dir):
     return "official"
 
 
-def _graph(weights_folder, **score_inputs):
-    return {
-        "1": synthetic("clean", frames=9),
-        "10": loader(weights_folder, enabled=DIMS, skip_missing=False),
-        "2": score(frames=["1", 0], **score_inputs),
-        "c": capture(string=["2", 8]),
-    }
+def _graph(weights_folder, with_first_frame=False, **score_inputs):
+    """Synthetic clip → Score (with the loader on `weights_folder`) → Capture of its json."""
+    g = Graph()
+    clips = g.add(**synthetic("clean", frames=9))
+    reward = g.add(**loader(weights_folder, enabled=DIMS, skip_missing=False))
+    if with_first_frame:
+        first = g.add("ImageFromBatch", image=clips["images"], batch_index=0, length=1)
+        score_inputs["first_frame"] = first["IMAGE"]
+    s = g.add(**score(frames=clips["images"], reward=reward["reward"], **score_inputs))
+    c = g.add(**capture(string=s["json"]))
+    return g, reward, s, c
 
 
 def test_scores_with_weights_under_model_management(comfy, weights_folder):
     import comfy.model_management as mm
 
-    wf = _graph(weights_folder, prompt="a girl waves", first_frame=["f", 0])
-    wf["f"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["1", 0], "batch_index": 0, "length": 1}}
+    g, _, _, c = _graph(weights_folder, with_first_frame=True, prompt="a girl waves")
     import json
 
-    data = json.loads(captured(comfy.run(wf), "c")["string"])
+    data = json.loads(captured(comfy.run(g.prompt()), c)["string"])
     assert set(data["scores"]) == set(DIMS)
     assert all(0.0 <= v <= 1.0 for v in data["scores"].values())
     # the scorers with weights were loaded by ComfyUI's model management, not behind its back
@@ -51,27 +55,28 @@ def test_scores_with_weights_under_model_management(comfy, weights_folder):
 
 def test_missing_prompt_and_first_frame_name_the_input(comfy, weights_folder):
     with pytest.raises(WorkflowError) as err:
-        comfy.run(_graph(weights_folder, prompt=""))
+        comfy.run(_graph(weights_folder, prompt="")[0].prompt())
     assert "AnimeReward Score" in str(err.value) and "'prompt'" in str(err.value) and "Fix:" in str(err.value)
     with pytest.raises(WorkflowError) as err:
-        comfy.run(_graph(weights_folder, prompt="a girl waves"))
+        comfy.run(_graph(weights_folder, prompt="a girl waves")[0].prompt())
     assert "'first_frame'" in str(err.value) and "image_video_consistency" in str(err.value)
 
 
 def test_skip_unusable_scores_the_rest_with_a_visible_warning(comfy, weights_folder):
-    comfy.run(_graph(weights_folder, prompt="", skip_unusable=True))
-    ui = comfy.shown_scores("2")
+    g, _, s, _ = _graph(weights_folder, prompt="", skip_unusable=True)
+    comfy.run(g.prompt())
+    ui = comfy.shown_scores(s.id)
     assert set(ui["clips"][0]["scores"]) == {"flow_smoothness"}
     assert any("visual_smoothness skipped" in w for w in ui["warnings"])
     assert any("image_video_consistency skipped" in w for w in ui["warnings"])
 
 
 def test_partial_weights_folder_lists_every_missing_file(comfy, weights_folder):
-    wf = _graph(weights_folder, prompt="x")
-    wf["10"] = loader(weights_folder, enabled=("visual_motion", "text_video_consistency", "flow_motion"),
-                      skip_missing=False)
+    g, reward, _, _ = _graph(weights_folder, prompt="x")
+    reward.set(**loader(weights_folder, enabled=("visual_motion", "text_video_consistency", "flow_motion"),
+                        skip_missing=False)["inputs"])
     with pytest.raises(WorkflowError) as err:
-        comfy.run(wf)
+        comfy.run(g.prompt())
     msg = str(err.value)
     assert "AnimeReward Loader" in msg and "'weights'" in msg
     assert "testvl-pre76-top187-rec69.pth" in msg and "checkpoint_05.pth" in msg
@@ -79,10 +84,10 @@ def test_partial_weights_folder_lists_every_missing_file(comfy, weights_folder):
 
 
 def test_quantization_without_cuda_is_a_clear_error(comfy, weights_folder):
-    wf = _graph(weights_folder, prompt="x", skip_unusable=True)
-    wf["10"]["inputs"]["quantization"] = "8bit"
+    g, reward, _, _ = _graph(weights_folder, prompt="x", skip_unusable=True)
+    reward.set(quantization="8bit")
     with pytest.raises(WorkflowError) as err:
-        comfy.run(wf)
+        comfy.run(g.prompt())
     msg = str(err.value)
     assert "AnimeReward Loader" in msg and "quantization" in msg and "CUDA" in msg
 
@@ -93,8 +98,7 @@ def test_prefetch_thread_under_the_executor_gives_the_same_scores(comfy, weights
     import json
     import threading
 
-    wf = _graph(weights_folder, prompt="a girl waves", first_frame=["f", 0])
-    wf["f"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["1", 0], "batch_index": 0, "length": 1}}
+    g, _, _, c = _graph(weights_folder, with_first_frame=True, prompt="a girl waves")
     runs = {}
     for mode in ("off", "on"):
         monkeypatch.setenv("ANIMEREWARD_PREFETCH", mode)
@@ -106,7 +110,7 @@ def test_prefetch_thread_under_the_executor_gives_the_same_scores(comfy, weights
             return _orig(self)
 
         monkeypatch.setattr(threading.Thread, "run", spy)
-        runs[mode] = (json.loads(captured(comfy.run(wf), "c")["string"]), seen_threads)
+        runs[mode] = (json.loads(captured(comfy.run(g.prompt()), c)["string"]), seen_threads)
         monkeypatch.setattr(threading.Thread, "run", original)
     assert runs["on"][0]["scores"] == pytest.approx(runs["off"][0]["scores"], abs=1e-6)
     assert "animereward-prefetch" in runs["on"][1] and "animereward-prefetch" not in runs["off"][1]
