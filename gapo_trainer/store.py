@@ -18,19 +18,19 @@ The ranking lives in its own small file, replaced atomically, so ranking never r
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import dataset_index
 from .atomic_io import atomic_write_bytes, file_lock, fsync_all, fsync_dir, write_durable
 from .conditioning_codec import (
     Conditioning,
@@ -40,11 +40,32 @@ from .conditioning_codec import (
     decode_conditioning,
     encode_conditioning,
 )
+from .dataset_index import INDEX_FILE, RANKED, RECORD_SIZE, SKIPPED, STATUS_FILE, UNRANKED
+from .group_meta import (
+    FORMAT_VERSION,
+    META_FILE,
+    PREVIEW_EXT_PATTERN,
+    RANKING_FILE,
+    CandidateMeta,
+    Group,
+    GroupMeta,
+    GroupPage,
+    candidate_records,
+    meta_from_json,
+)
 from .safetensors_io import dtype_code, read_header, write_safetensors
 from .store_errors import StoreError, StoreNotFound
 
-__all__ = [
+__all__ = [  # the layout names are exported for the routes and the benchmark
+    "DATASET_FILE",
     "FORMAT_VERSION",
+    "GROUPS_DIR",
+    "INDEX_FILE",
+    "META_FILE",
+    "RANKING_FILE",
+    "RECORD_SIZE",
+    "STATUS_FILE",
+    "TENSORS_FILE",
     "CandidateMeta",
     "Conditioning",
     "Group",
@@ -57,83 +78,14 @@ __all__ = [
     "check_conditioning",
 ]
 
-FORMAT_VERSION = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 """Dataset names and group ids: letters, digits, '_' and '-', at most 63, no dots, no separators."""
-PREVIEW_EXT_PATTERN = re.compile(r"[a-z0-9]{1,8}")
-RECORD_SIZE = 64  # index record: the group id padded with spaces, then "\n"
 MAX_PAGE = 1000
 
-DATASET_FILE, INDEX_FILE, STATUS_FILE, LOCK_FILE = "dataset.json", "index.txt", "status.bin", ".lock"
+DATASET_FILE, LOCK_FILE = "dataset.json", ".lock"
 GROUPS_DIR, TMP_DIR = "groups", ".tmp"
-META_FILE, TENSORS_FILE, RANKING_FILE = "meta.json", "tensors.safetensors", "ranking.json"
+TENSORS_FILE = "tensors.safetensors"
 LATENTS_KEY = "latents"
-
-# status.bin bytes; a missing byte or \x00 means "not ranked"
-_UNRANKED, _RANKED, _SKIPPED = b"u", b"r", b"s"
-
-
-@dataclass
-class CandidateMeta:
-    """One candidate of a group: its generation index, seed, reward scores per dimension and total."""
-
-    index: int
-    seed: int | None = None
-    scores: dict[str, float | None] = field(default_factory=dict)
-    total: float | None = None
-
-
-@dataclass
-class GroupMeta:
-    """Everything about a group except its tensors (what listings and pair building read)."""
-
-    group_id: str
-    dataset: str
-    created: float
-    format_version: int
-    n: int
-    latent_shape: list[int]  # per candidate, e.g. [C, T, H, W]
-    latent_dtype: str  # torch dtype name, e.g. "bfloat16"
-    model_name: str
-    model_hash: str | None
-    prompt: str | None
-    negative_prompt: str | None
-    sampler: dict[str, Any]
-    candidates: list[CandidateMeta]
-    human_ranking: list[int] | None  # candidate indices, best first
-    ranked_at: float | None
-    skipped: bool
-    preview_files: list[str]
-
-    @property
-    def ranked(self) -> bool:
-        """Whether the artist has ranked or skipped the group."""
-        return self.human_ranking is not None or self.skipped
-
-
-@dataclass
-class Group:
-    meta: GroupMeta
-    latents: torch.Tensor  # [N, C, T, H, W] (or [N, C, H, W] for image models)
-    positive: Conditioning
-    negative: Conditioning
-
-
-@dataclass
-class GroupPage:
-    groups: list[GroupMeta]
-    next_cursor: str | None
-    total: int
-    errors: list[str] = field(default_factory=list)  # groups on this page that could not be read
-
-
-def _finite_or_none(v: Any, what: str) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise StoreError(f"{what} must be a number or None, got {type(v).__name__}")
-    v = float(v)
-    return v if math.isfinite(v) else None  # a NaN score carries no order: stored as unknown
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -264,21 +216,7 @@ class PreferenceStore:
             raise StoreError("a group needs at least one candidate", dataset=dataset)
         if dtype_code(latents.dtype) is None or latents.layout != torch.strided:
             raise StoreError(f"latents of dtype {latents.dtype} cannot be stored", dataset=dataset)
-        if len(candidates) != n:
-            raise StoreError(f"{len(candidates)} candidate records for {n} latents", dataset=dataset)
-        cands = []
-        for i, c in enumerate(candidates):
-            if not isinstance(c, CandidateMeta) or c.index != i:
-                raise StoreError(f"candidate {i}: expected CandidateMeta(index={i}, ...)", dataset=dataset)
-            if c.seed is not None and (isinstance(c.seed, bool) or not isinstance(c.seed, int)):
-                raise StoreError(f"candidate {i}: seed must be an int or None", dataset=dataset)
-            scores = {}
-            for k, v in dict(c.scores).items():
-                if not isinstance(k, str):
-                    raise StoreError(f"candidate {i}: score names must be str", dataset=dataset)
-                scores[k] = _finite_or_none(v, f"candidate {i} score '{k}'")
-            cands.append({"index": i, "seed": c.seed, "scores": scores,
-                          "total": _finite_or_none(c.total, f"candidate {i} total")})
+        cands = candidate_records(candidates, n, dataset)
         if len(previews) not in (0, n):
             raise StoreError(f"{len(previews)} previews for {n} candidates (give one per candidate, or none)",
                              dataset=dataset)
@@ -343,11 +281,11 @@ class PreferenceStore:
                     self._check_compatible(info, latent_shape, dataset, None, model_name)
                 os.rename(tmp, groups / group_id)
                 fsync_dir(groups)
-                self._append_index(ds_path, group_id)
+                dataset_index.append_record(ds_path, group_id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return self._meta_from_json(meta, None, dataset, group_id)
+        return meta_from_json(meta, None, dataset, group_id)
 
     @staticmethod
     def _clean_tmp(tmp_root: Path) -> None:
@@ -356,22 +294,6 @@ class PreferenceStore:
             pid = p.name.split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
-
-    @staticmethod
-    def _append_index(ds_path: Path, group_id: str) -> None:
-        """Append one record (caller holds the lock). A torn tail (power loss mid-write) is cut first so
-        records stay aligned; it belonged to a group that was never committed."""
-        record = group_id.ljust(RECORD_SIZE - 1).encode("ascii") + b"\n"
-        fd = os.open(ds_path / INDEX_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size % RECORD_SIZE:
-                os.ftruncate(fd, size - size % RECORD_SIZE)
-            if os.write(fd, record) != RECORD_SIZE:
-                raise OSError("short write to the index")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     # ---- ranking ---------------------------------------------------------------------------------------
 
@@ -393,66 +315,28 @@ class PreferenceStore:
         ranked_at = time.time() if ranking is not None or skipped else None
         record = {"format_version": FORMAT_VERSION, "human_ranking": ranking, "skipped": bool(skipped),
                   "ranked_at": ranked_at}
-        status = _RANKED if ranking is not None else _SKIPPED if skipped else _UNRANKED
+        status = RANKED if ranking is not None else SKIPPED if skipped else UNRANKED
         gdir = self._group_dir(dataset, group_id)
         with file_lock(ds_path / LOCK_FILE):
-            pos = self._record_number(ds_path, group_id)
+            pos = dataset_index.record_number(ds_path, group_id)
             if pos is None:
                 raise StoreNotFound("the group is not in the dataset's index", dataset=dataset, group_id=group_id)
             # status.bin is a hint for listings that may claim "not ranked" wrongly, never "ranked" wrongly:
             # the authoritative ranking file is written first when ranking, last when clearing.
-            if status == _UNRANKED:
-                self._write_status(ds_path, pos, status)
+            if status == UNRANKED:
+                dataset_index.write_status(ds_path, pos, status)
             atomic_write_bytes(gdir / RANKING_FILE, json.dumps(record).encode())
-            if status != _UNRANKED:
-                self._write_status(ds_path, pos, status)
+            if status != UNRANKED:
+                dataset_index.write_status(ds_path, pos, status)
         return replace(meta, human_ranking=ranking, skipped=bool(skipped), ranked_at=ranked_at)
 
-    @staticmethod
-    def _write_status(ds_path: Path, pos: int, status: bytes) -> None:
-        fd = os.open(ds_path / STATUS_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, status, pos)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _record_number(ds_path: Path, group_id: str) -> int | None:
-        data = PreferenceStore._index_bytes(ds_path)
-        needle = group_id.ljust(RECORD_SIZE - 1).encode("ascii") + b"\n"
-        pos = data.find(needle)
-        while pos >= 0 and pos % RECORD_SIZE:
-            pos = data.find(needle, pos + 1)
-        return None if pos < 0 else pos // RECORD_SIZE
-
     # ---- reading ---------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _index_bytes(ds_path: Path, start: int = 0) -> bytes:
-        """Whole committed records from record `start` on (a torn tail is ignored)."""
-        try:
-            with open(ds_path / INDEX_FILE, "rb") as f:
-                f.seek(start * RECORD_SIZE)
-                data = f.read()
-        except FileNotFoundError:
-            return b""
-        return data[: len(data) - len(data) % RECORD_SIZE]
-
-    @staticmethod
-    def _record_id(data: bytes, k: int) -> str | None:
-        rec = data[k * RECORD_SIZE:(k + 1) * RECORD_SIZE]
-        gid = rec[:-1].rstrip(b" ").decode("ascii", "replace")
-        return gid if rec.endswith(b"\n") and NAME_PATTERN.fullmatch(gid) else None
 
     def count(self, dataset: str) -> int:
         """Number of committed groups (readable or not)."""
         ds_path = self.dataset_path(dataset)
         self._dataset_info(dataset)
-        try:
-            return (ds_path / INDEX_FILE).stat().st_size // RECORD_SIZE
-        except FileNotFoundError:
-            return 0
+        return dataset_index.record_count(ds_path)
 
     def list_groups(self, dataset: str, *, cursor: str | None = None, limit: int = 50,
                     unranked_only: bool = False) -> GroupPage:
@@ -468,27 +352,24 @@ class PreferenceStore:
             if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 12:
                 raise StoreError(f"cursor {str(cursor)[:40]!r} is not one this store gave", dataset=dataset)
             start = int(cursor)
-        try:
-            total_records = (ds_path / INDEX_FILE).stat().st_size // RECORD_SIZE
-        except FileNotFoundError:
-            total_records = 0
+        total_records = dataset_index.record_count(ds_path)
         page = GroupPage(groups=[], next_cursor=None, total=total_records)
         if not unranked_only:
-            data = self._index_bytes(ds_path, start)[: limit * RECORD_SIZE]
+            data = dataset_index.index_bytes(ds_path, start, limit)
             numbers = range(len(data) // RECORD_SIZE)
             for k in numbers:
-                self._page_add(page, dataset, info, self._record_id(data, k), start + k)
+                self._page_add(page, dataset, info, dataset_index.record_id(data, k, NAME_PATTERN), start + k)
             end = start + len(numbers)
             page.next_cursor = str(end) if end < total_records else None
             return page
-        status = self._status_bytes(ds_path, total_records)
-        page.total = total_records - sum(status.count(s) for s in (_RANKED, _SKIPPED))
-        data = self._index_bytes(ds_path, start)
+        status = dataset_index.read_status(ds_path, total_records)
+        page.total = total_records - sum(status.count(s) for s in (RANKED, SKIPPED))
+        data = dataset_index.index_bytes(ds_path, start)
         k = 0
         n_records = len(data) // RECORD_SIZE
         while k < n_records and len(page.groups) < limit:
-            if status[start + k: start + k + 1] not in (_RANKED, _SKIPPED):
-                self._page_add(page, dataset, info, self._record_id(data, k), start + k, unranked_only=True)
+            if status[start + k: start + k + 1] not in (RANKED, SKIPPED):
+                self._page_add(page, dataset, info, dataset_index.record_id(data, k, NAME_PATTERN), start + k, unranked_only=True)
             k += 1
         page.next_cursor = str(start + k) if start + k < total_records else None
         return page
@@ -505,14 +386,6 @@ class PreferenceStore:
             return
         if not (unranked_only and meta.ranked):
             page.groups.append(meta)
-
-    @staticmethod
-    def _status_bytes(ds_path: Path, n: int) -> bytes:
-        try:
-            data = _read_small(ds_path / STATUS_FILE)[:n]
-        except FileNotFoundError:
-            data = b""
-        return data + _UNRANKED * (n - len(data))
 
     def read_meta(self, dataset: str, group_id: str) -> GroupMeta:
         """The group's metadata and ranking, after the cheap checks (version, model, file sizes)."""
@@ -551,7 +424,7 @@ class PreferenceStore:
             pass
         except (OSError, ValueError) as e:
             raise fail(f"{RANKING_FILE} is unreadable ({type(e).__name__})") from None
-        meta = self._meta_from_json(raw, ranking, dataset, group_id)
+        meta = meta_from_json(raw, ranking, dataset, group_id)
         self._check_compatible(info, meta.latent_shape, dataset, group_id, meta.model_name)
         if not check_tensors:
             return meta, raw
@@ -566,45 +439,6 @@ class PreferenceStore:
                 or lat.get("dtype") != dtype_code(_latent_dtype(meta)):
             raise fail(_latents_mismatch(meta))
         return meta, raw
-
-    @staticmethod
-    def _meta_from_json(raw: dict[str, Any], ranking: Any, dataset: str, group_id: str) -> GroupMeta:
-        def fail(msg: str) -> StoreError:
-            return StoreError(msg, dataset=dataset, group_id=group_id)
-
-        try:
-            if raw["group_id"] != group_id:
-                raise fail(f"{META_FILE} names group '{raw['group_id']}'; the folder was renamed or copied")
-            n = int(raw["n"])
-            candidates = [CandidateMeta(index=int(c["index"]), seed=c.get("seed"), scores=dict(c["scores"]),
-                                        total=c.get("total")) for c in raw["candidates"]]
-            meta = GroupMeta(
-                group_id=group_id, dataset=dataset, created=float(raw["created"]),
-                format_version=int(raw["format_version"]), n=n,
-                latent_shape=[int(s) for s in raw["latent_shape"]], latent_dtype=str(raw["latent_dtype"]),
-                model_name=str(raw["model_name"]), model_hash=raw.get("model_hash"), prompt=raw.get("prompt"),
-                negative_prompt=raw.get("negative_prompt"), sampler=dict(raw.get("sampler") or {}),
-                candidates=candidates, human_ranking=None, ranked_at=None, skipped=False,
-                preview_files=[str(p) for p in raw.get("preview_files", [])])
-        except StoreError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise fail(f"{META_FILE} is damaged (field {e})") from None
-        if len(candidates) != n or [c.index for c in candidates] != list(range(n)) or not meta.latent_shape:
-            raise fail(f"{META_FILE} is damaged (candidates do not match n={n})")
-        if any(not PREVIEW_EXT_PATTERN.fullmatch(p.split(".", 1)[-1]) or not p.startswith("preview_")
-               for p in meta.preview_files):
-            raise fail(f"{META_FILE} names preview files this store does not write")
-        if ranking is not None:
-            try:
-                order, skipped, ranked_at = ranking["human_ranking"], bool(ranking["skipped"]), ranking["ranked_at"]
-            except (KeyError, TypeError):
-                raise fail(f"{RANKING_FILE} is damaged") from None
-            if order is not None and (not isinstance(order, list) or sorted(order) != list(range(n))):
-                raise fail(f"{RANKING_FILE} holds {order!r}, not a permutation of the {n} candidates")
-            meta.human_ranking, meta.skipped = order, skipped
-            meta.ranked_at = float(ranked_at) if ranked_at is not None else None
-        return meta
 
     def load_group(self, dataset: str, group_id: str) -> Group:
         """The group with its latents and both conditionings, validated against its metadata."""
@@ -642,9 +476,9 @@ class PreferenceStore:
         StoreError that names it, in its place, and the iteration goes on."""
         ds_path = self.dataset_path(dataset)
         info = self._dataset_info(dataset)
-        data = self._index_bytes(ds_path)
+        data = dataset_index.index_bytes(ds_path)
         for k in range(len(data) // RECORD_SIZE):
-            gid = self._record_id(data, k)
+            gid = dataset_index.record_id(data, k, NAME_PATTERN)
             if gid is None:
                 yield StoreError(f"index record {k} is damaged", dataset=dataset)
                 continue
