@@ -390,6 +390,14 @@ def load_state_dict_strict(
     ]
     if shapes:
         problems.append(f"shape mismatches:\n{_listing(shapes)}")
+    dtypes = [
+        f"{sources[k]}: {str(v.dtype).replace('torch.', '')}"
+        for k, v in mapped.items()
+        if k in expected and expected[k].is_floating_point() and not v.is_floating_point()
+    ]
+    if dtypes:  # e.g. int32 weights: torch would fail once per key with "only floating point tensors ..."
+        problems.append("integer tensors where the model has floating-point weights (not a checkpoint of this "
+                        f"model, or saved wrongly; fetch the original file):\n{_listing(dtypes)}")
     if problems:
         raise CheckpointError(f"{what}: checkpoint does not fit the model.\n" + "\n".join(problems))
     # A module built on the meta device (no memory, no random init) takes the checkpoint tensors as they are.

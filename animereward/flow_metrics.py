@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cancel import check
 from .clip_memo import memoised
 from .scorer_protocol import ClipBatch
 
@@ -229,6 +230,7 @@ def clip_flow_stats(frames: torch.Tensor | np.ndarray, dis: Any = None) -> FlowS
         added = []
         rgb0, gray0 = smalls[0].result()
         for i in range(t - 1):
+            check()  # Cancel between frame pairs (a long clip is seconds of DIS)
             rgb1, gray1 = smalls[i + 1].result()
             fw = dis.calc(gray0, gray1, None)
             bw = dis.calc(gray1, gray0, None)

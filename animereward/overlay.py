@@ -15,12 +15,14 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .cancel import check
 from .dimensions import DIMENSIONS
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 POSITIONS = ("auto", *CORNERS)
 MAX_PANEL_FRACTION = 0.42  # of the frame's width and of its height
 MIN_SCALE = 0.5  # below this OpenCV's Hershey font is unreadable: shrink the rendered panel instead
+BLEND_FRAMES = 256  # frames blended per slice
 
 SHORT_LABELS = {
     "visual_smoothness": "smooth",
@@ -110,14 +112,16 @@ def _drawable(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
         raise ValueError(f"frames: expected [T,H,W,C] with C = 3, 4 or 1, got shape {tuple(frames.shape)}")
     c = frames.shape[-1]
-    if c == 3 and frames.is_floating_point():
-        return frames.clone(), None
-    alpha = None
-    if c == 4:
-        alpha = frames[..., 3:].to(torch.float32, copy=True)  # written into below: never the input's memory
-        if frames.dtype == torch.uint8:
-            alpha /= 255.0
-    return to_rgb01(frames, "frames", clamp=True), alpha
+    keep = c == 3 and frames.is_floating_point()
+    out = torch.empty((*frames.shape[:3], 3), dtype=frames.dtype if keep else torch.float32, device=frames.device)
+    alpha = torch.empty((*frames.shape[:3], 1), dtype=torch.float32, device=frames.device) if c == 4 else None
+    for t0 in range(0, frames.shape[0], BLEND_FRAMES):  # a long clip is seconds of copying: Cancel between slices
+        check()
+        part = frames[t0:t0 + BLEND_FRAMES]
+        out[t0:t0 + BLEND_FRAMES] = part if keep else to_rgb01(part, "frames", clamp=True)
+        if alpha is not None:
+            alpha[t0:t0 + BLEND_FRAMES] = part[..., 3:].float() / (255.0 if frames.dtype == torch.uint8 else 1.0)
+    return out, alpha
 
 
 def frame_margin(frame_height: int, frame_width: int) -> int:
@@ -177,9 +181,12 @@ def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "auto",
     patch = torch.from_numpy(panel[:ph, :pw]).to(device=out.device, dtype=torch.float32) / 255.0
     corner = quietest_corner(out, ph, pw, margin) if position == "auto" else position
     y0, x0 = _corner_origin(corner, h, w, ph, pw, margin)
-    region = out[:, y0:y0 + ph, x0:x0 + pw, :].float()
     alpha = patch[..., 3:] * float(np.clip(opacity, 0.0, 1.0))
-    out[:, y0:y0 + ph, x0:x0 + pw, :] = (region * (1 - alpha) + patch[..., :3] * alpha).to(out.dtype)
+    for t0 in range(0, out.shape[0], BLEND_FRAMES):  # in slices: bounded temporaries, Cancel between them
+        check()
+        region = out[t0:t0 + BLEND_FRAMES, y0:y0 + ph, x0:x0 + pw, :].float()
+        out[t0:t0 + BLEND_FRAMES, y0:y0 + ph, x0:x0 + pw, :] = (
+            region * (1 - alpha) + patch[..., :3] * alpha).to(out.dtype)
     if alpha_ch is None:
         return out
     a = alpha_ch[:, y0:y0 + ph, x0:x0 + pw, :]

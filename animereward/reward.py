@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import clip_memo
+from . import cancel, clip_memo
 from . import clip_validation as cv
 from .dimensions import DIMENSIONS, FLOW_DIMENSIONS, check_dimension_names
 from .preprocess import MAX_LENGTH
@@ -357,7 +357,8 @@ class AnimeReward:
 
         prompts: one string for all clips or one per clip. first_frames: one image for all, or one per clip.
         dimensions: a subset of the enabled dimensions for this call. progress(dimension, done, total) after
-        each chunk; should_stop() before each chunk (it may raise to cancel; nothing catches it).
+        each chunk; should_stop() before each chunk and, through `cancel.check`, inside long loops and between
+        the layers of a forward (it may raise to cancel; nothing catches it).
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
@@ -407,7 +408,7 @@ class AnimeReward:
             raise ValueError(f"prefetch: expected True, False or 'auto', got {self.prefetch!r}")
         ahead = _Prefetch() if self.prefetch and len(chunks) > 1 else None
         try:
-            with torch.no_grad():
+            with torch.no_grad(), cancel.scope(should_stop):  # long loops inside check it too
                 for k, (d, sl) in enumerate(chunks):
                     if should_stop is not None:
                         should_stop()
@@ -463,8 +464,9 @@ class AnimeReward:
 
     def _forward(self, name: str, module: nn.Module, inputs: Mapping[str, Any], n: int
                  ) -> tuple[list[float], list[dict[str, float]]]:
-        """The scorer's forward on preprocessed inputs, with the contract checks."""
-        out = module(**inputs)
+        """The scorer's forward on preprocessed inputs, with the contract checks (Cancel: between layers)."""
+        with cancel.forward_checks(module):
+            out = module(**inputs)
         if not isinstance(out, torch.Tensor) or out.shape != (n,):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise RuntimeError(f"{name}: the scorer returned {shape} for {n} clips; the contract is a tensor [N]")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
+from .comfy_compat import check_interrupt
 from .errors import NodeInputError
 from .loader_node import LOADER_DIMENSIONS
 from .score_display import scores_payload, show_scores
@@ -123,10 +124,13 @@ class AnimeRewardOverlay(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, scores_json: str, position: str, opacity: float, clip_index: int = 0) -> io.NodeOutput:
+        from ..animereward.cancel import scope
         from ..animereward.overlay import draw_scores
 
         entry = parse_scores_json(cls.NODE_NAME, scores_json, clip_index)
-        return io.NodeOutput(draw_scores(frames, entry["scores"], entry.get("total"), position, opacity))
+        with scope(check_interrupt):  # Cancel between slices of a long clip
+            out = draw_scores(frames, entry["scores"], entry.get("total"), position, opacity)
+        return io.NodeOutput(out)
 
 
 def parse_scores_json(node: str, text: str, clip_index: int = 0) -> dict:
