@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from .errors import NodeInputError
 from .score_display import scores_payload, show_scores
-from .scoring import dimensions_for_inputs, score_clips
+from .scoring import dimensions_for_inputs, first_frames_for, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
 NODE = "AnimeReward Best-of-N"
@@ -95,7 +95,9 @@ class AnimeRewardBestOfN(io.ComfyNode):
                 io.Latent.Input("latents", optional=True,
                                 tooltip="The latent batch of the candidates, to output the best one's latent."),
                 RewardWeightsType.Input("weights", optional=True),
-                io.Int.Input("top_k", default=2, min=1, max=64),
+                io.Int.Input("top_k", default=2, min=0, max=64,
+                             tooltip="How many of the best clips the top_k output holds, best first, as one batch "
+                                     "(a copy: 0 outputs an empty batch, worth it for long clips)."),
                 io.Int.Input("sheet_frames", default=4, min=1, max=16, tooltip="Frames per contact-sheet row."),
                 io.Boolean.Input("skip_unusable", default=False,
                                  tooltip="Skip, with a warning, dimensions whose prompt or first frame is missing."),
@@ -120,19 +122,23 @@ class AnimeRewardBestOfN(io.ComfyNode):
         from ..animereward.contact_sheet import contact_sheet
 
         handle = _one(reward)
+        if not images or all(c.shape[0] == 0 for c in images):
+            raise NodeInputError(NODE, "images", "is empty (0 frames).", "connect the decoded candidates "
+                                 "(VAEDecode of the sampler's latent batch) or a list of clips.")
         clips = split_candidates(list(images), int(_one(frames_per_clip, 0)))
         n = clips.shape[0]
         if n < 2:
-            raise NodeInputError(NODE, "images", f"holds 1 clip of {clips.shape[1]} frames; best-of-N needs 2 or more.",
-                                 "generate several candidates (batch_size on the empty latent) or check frames_per_clip.")
+            raise NodeInputError(NODE, "images", f"holds {n} clip of {clips.shape[1]} frames; best-of-N needs 2 "
+                                 "or more.", "generate several candidates (batch_size on the empty latent) or "
+                                 "check frames_per_clip.")
         latent_list = list(latents) if latents is not None else None
         check_latents(latent_list, n)
         text = _one(prompt, "") or ""
-        key = _one(first_frame)
-        key = None if key is None else key[0]
+        key = first_frames_for(NODE, _one(first_frame), n)  # one for all, or one per candidate
         dims, warnings = dimensions_for_inputs(NODE, handle, text, key, bool(_one(skip_unusable, False)))
         node_id = _one(cls.hidden.unique_id) if cls.hidden else None
-        results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights), node_id=node_id)
+        results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights), node_id=node_id,
+                              clip_input="images")
         totals = [r.total for r in results]
         order = sorted(range(n), key=lambda i: -totals[i])  # stable: ties keep generation order
         best = order[0]
@@ -141,6 +147,8 @@ class AnimeRewardBestOfN(io.ComfyNode):
                               frames_per_row=int(_one(sheet_frames, 4)))
         payload = {"order": order, "best_index": best, "clips": [r.to_dict() for r in results],
                    "warnings": warnings}
+        # A copy of k clips (ComfyUI caches outputs whatever is connected, so it cannot be skipped when the
+        # socket is unconnected): top_k = 0 gives an empty batch, for long clips whose copy would cost GBs.
         top = clips[order[:k]].reshape(-1, *clips.shape[2:])
         show_scores(node_id, scores_payload(handle.skipped, results, warnings, order))
         return io.NodeOutput(clips[best], best, ",".join(map(str, order)), top, json.dumps(payload), sheet,

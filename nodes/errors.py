@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,10 +16,23 @@ class NodeInputError(ValueError):
         self.node, self.input_name = node, input_name
 
 
+def node_names(message: str, clip_input: str = "frames", one_clip: bool = True) -> str:
+    """The library's argument names (`clips[0]`, `first_frames[2]`, `prompts`) as the node's inputs
+    (`frames`, `first_frame (image 2)`, `prompt`), so an error points at a socket the artist can see."""
+    def clip(m: re.Match[str]) -> str:
+        return clip_input if one_clip else f"{clip_input} (candidate {m.group(1)})"
+
+    message = re.sub(r"\bclips\[(\d+)\]", clip, message)
+    message = re.sub(r"\bfirst_frames\[(\d+)\]", r"first_frame (image \1)", message)
+    message = re.sub(r"\bfirst_frames\b", "first_frame", message)
+    return re.sub(r"\bprompts\b", "prompt", message)
+
+
 @contextmanager
-def from_library(node: str) -> Iterator[None]:
+def from_library(node: str, clip_input: str | None = None, one_clip: bool = True) -> Iterator[None]:
     """Prefix the node's name to the library's errors (which already name the input or file and the fix):
-    ValueErrors, missing files, and checkpoints that cannot be read. Cancel passes untouched."""
+    ValueErrors, missing files, and checkpoints that cannot be read. Cancel passes untouched.
+    clip_input: the node scores clips; the library's argument names become the node's input names."""
     from ..animereward.checkpoints import CheckpointError
 
     try:
@@ -26,4 +40,5 @@ def from_library(node: str) -> Iterator[None]:
     except NodeInputError:
         raise
     except (ValueError, FileNotFoundError, CheckpointError) as e:
-        raise ValueError(f"{node}: {e}") from e
+        text = str(e) if clip_input is None else node_names(str(e), clip_input, one_clip)
+        raise ValueError(f"{node}: {text}") from e

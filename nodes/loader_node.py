@@ -52,6 +52,16 @@ class AnimeRewardLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, weights: object = None) -> bool | str:
+        """At validation, so an API prompt gets the error before anything runs: `weights` must be a name the
+        list offers (0.3.75 does not check V3 combos itself). Reads no file (model_folder lists names only).
+        None: the input is wired from another node, checked when the Loader runs."""
+        if weights is None:
+            return True
+        problem = _weights_problem(weights)
+        return True if problem is None else f"{cls.NODE_NAME}: input 'weights': {problem[0]} Fix: {problem[1]}"
+
+    @classmethod
     def fingerprint_inputs(cls, weights: str, **_: object) -> str:
         """Re-run when files appear in or vanish from the chosen folder, not only when inputs change."""
         from ..animereward.weights_layout import scan
@@ -73,11 +83,11 @@ class AnimeRewardLoader(io.ComfyNode):
             raise NodeInputError(cls.NODE_NAME, "dimensions", "every dimension is switched off.",
                                  "switch on at least one dimension.")
         root: Path | None = None
+        problem = _weights_problem(weights)
+        if problem is not None:
+            raise NodeInputError(cls.NODE_NAME, "weights", *problem)
         if weights != model_folder.NO_WEIGHTS:
-            root = model_folder.weight_roots().get(weights)
-            if root is None:
-                raise NodeInputError(cls.NODE_NAME, "weights", f"folder '{weights}' is not in models/animereward.",
-                                     "refresh the page (R) and pick an existing folder.")
+            root = model_folder.weight_roots()[weights]
         wanted = [d for d in enabled if d in WEIGHTED]
         missing: dict[str, list[str]] = {}
         if wanted and root is None:
@@ -120,6 +130,17 @@ class AnimeRewardLoader(io.ComfyNode):
                 before_forward=handle.before_forward,
             )
         return io.NodeOutput(handle)
+
+
+def _weights_problem(weights: object) -> tuple[str, str] | None:
+    """(problem, fix) when `weights` is not a folder the Loader offers, else None."""
+    if not isinstance(weights, str):
+        return (f"{weights!r} is a {type(weights).__name__}, not a folder name.",
+                f"give the name of a folder in models/animereward, or '{model_folder.NO_WEIGHTS}'.")
+    if weights != model_folder.NO_WEIGHTS and weights not in model_folder.weight_roots():
+        return (f"folder '{weights}' is not in models/animereward (or holds none of the reward's files).",
+                "refresh the page (R) and pick an existing folder.")
+    return None
 
 
 class AnimeRewardWeights(io.ComfyNode):

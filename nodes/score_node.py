@@ -13,7 +13,7 @@ from .comfy_compat import check_interrupt
 from .errors import NodeInputError
 from .loader_node import LOADER_DIMENSIONS
 from .score_display import scores_payload, show_scores
-from .scoring import dimensions_for_inputs, score_clips
+from .scoring import dimensions_for_inputs, first_frames_for, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
 POSITIONS = ["auto", "top-left", "top-right", "bottom-left", "bottom-right"]  # animereward.overlay.POSITIONS
@@ -43,10 +43,6 @@ def not_scored(node: str, dimension: str, reward: Any, warnings: list[str]) -> A
         why = "it is switched off in the AnimeReward Loader"
     return ExecutionBlocker(f"{node}: output '{dimension}': {dimension} was not scored: {why}. "
                             f"Fix: switch it on and give it its weights, or take the wire from this output away.")
-
-
-def first_image(first_frame: torch.Tensor | None) -> torch.Tensor | None:
-    return None if first_frame is None else first_frame[0]
 
 
 class AnimeRewardScore(io.ComfyNode):
@@ -88,10 +84,10 @@ class AnimeRewardScore(io.ComfyNode):
     def execute(cls, reward, frames=None, video=None, prompt: str = "", first_frame=None, weights=None,
                 skip_unusable: bool = False) -> io.NodeOutput:
         clip = frames_from(cls.NODE_NAME, frames, video)
-        key = first_image(first_frame)
+        key = first_frames_for(cls.NODE_NAME, first_frame, 1)
         dims, warnings = dimensions_for_inputs(cls.NODE_NAME, reward, prompt, key, skip_unusable)
         result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
-                             node_id=cls.hidden.unique_id)[0]
+                             node_id=cls.hidden.unique_id, clip_input="video" if video is not None else "frames")[0]
         per_dim = [float(result.scores[d]) if d in result.scores else not_scored(cls.NODE_NAME, d, reward, warnings)
                    for d in LOADER_DIMENSIONS]
         show_scores(cls.hidden.unique_id, scores_payload(reward.skipped, [result], warnings))

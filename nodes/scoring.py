@@ -55,10 +55,30 @@ def weights_for(dims: Sequence[str], weights: dict[str, float] | None) -> dict[s
     return picked if any(w > 0 for w in picked.values()) else None
 
 
+def first_frames_for(node: str, first_frame: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """The first_frame input for n clips: None, one image [H,W,C] for every clip, or [n,H,W,C], one per clip
+    in order (a batch whose size matches the candidates). Any other count is an error naming the input."""
+    if first_frame is None:
+        return None
+    b = int(first_frame.shape[0]) if first_frame.ndim == 4 else 1
+    if first_frame.ndim != 4:
+        return first_frame
+    if b == 1:
+        return first_frame[0]
+    if b == n:
+        return first_frame
+    what = "is an empty batch (0 images)" if b == 0 else f"holds {b} images for {n} clip{'s' if n > 1 else ''}"
+    per = f", or {n} images (one per candidate, in order)" if n > 1 else ""
+    raise NodeInputError(node, "first_frame", f"{what}.",
+                         f"connect one start image (used for every clip){per}.")
+
+
 def score_clips(node: str, handle: RewardHandle, clips: Sequence[torch.Tensor], dims: Sequence[str],
                 prompt: str | None, first_frame: torch.Tensor | None,
-                weights: dict[str, float] | None, node_id: str | None = None) -> list[Any]:
-    """Batched scoring of all clips with a ProgressBar per clip and dimension, stoppable by Cancel."""
+                weights: dict[str, float] | None, node_id: str | None = None,
+                clip_input: str = "frames") -> list[Any]:
+    """Batched scoring of all clips with a ProgressBar per clip and dimension, stoppable by Cancel (also
+    inside a chunk: animereward.cancel). Errors name the node's inputs (`clip_input`, first_frame, prompt)."""
     import comfy.utils
 
     total = len(clips) * len(dims)
@@ -68,7 +88,7 @@ def score_clips(node: str, handle: RewardHandle, clips: Sequence[torch.Tensor], 
     def progress(dimension: str, done: int, _n: int) -> None:
         pbar.update_absolute(order.get(dimension, 0) * len(clips) + done, total)
 
-    with from_library(node):
+    with from_library(node, clip_input, one_clip=len(clips) == 1):
         return handle.reward.score_batch(
             list(clips), prompts=prompt, first_frames=first_frame, weights=weights_for(dims, weights),
             dimensions=list(dims), progress=progress, should_stop=check_interrupt,

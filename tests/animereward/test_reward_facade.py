@@ -191,17 +191,16 @@ def test_chunks_progress_and_cancel() -> None:
     class Interrupted(BaseException):  # like ComfyUI's interrupt on current releases
         pass
 
-    calls = []
+    chunks_done = []
 
-    def should_stop() -> None:
-        calls.append(1)
-        if len(calls) == 2:
+    def should_stop() -> None:  # Cancel pressed once the first chunk is done (it is also checked mid-forward)
+        if chunks_done:
             raise Interrupted
 
     events.clear()
     with pytest.raises(Interrupted):
         reward.score_batch([make_clip(i, frames=3, height=16, width=16) for i in range(5)], batch_size=2,
-                           should_stop=should_stop)
+                           should_stop=should_stop, progress=lambda *_: chunks_done.append(1))
     # stopped before the second chunk's forward; its preprocess may have started beside the first forward
     assert [e[0] for e in events if e[0] == "forward"] == ["forward"]
     assert 1 <= sum(e[0] == "preprocess" for e in events) <= 2

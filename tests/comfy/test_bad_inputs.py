@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import torch
 from animereward_testkit import hostile_folders
+from animereward_testkit import official_weights as ow
 from animereward_testkit.inprocess import WorkflowError
 from animereward_testkit.reward_workflows import best_of_n, capture, captured, loader, score, synthetic
 
@@ -59,6 +61,44 @@ def rows() -> list[Row]:
     base = {"1": synthetic("clean, flicker", frames=9, width=64, height=48), "10": loader()}
     return [
         *hostile_rows(),
+        # raw library errors where the pack's own message belongs (the words the node's sockets use)
+        Row("Score first_frame with 0 images",
+            {**base, "f": clip_format(["1", 0], frames=0), "2": score(frames=["1", 0], first_frame=["f", 0]),
+             "c": capture(float=["2", 0])}, (SCORE, "'first_frame'", "an empty batch (0 images)", "Fix:")),
+        Row("Score first_frame with 3 images for one clip",
+            {**base, "f": clip_format(["1", 0], frames=3), "2": score(frames=["1", 0], first_frame=["f", 0]),
+             "c": capture(float=["2", 0])}, (SCORE, "'first_frame'", "holds 3 images for 1 clip", "Fix:")),
+        Row("Best-of-N first_frame with 3 images for 2 candidates",
+            {**base, "f": clip_format(["1", 0], frames=3), "11": best_of_n(["1", 0], 9, first_frame=["f", 0]),
+             "c": capture(int=["11", 1])},
+            (BEST, "'first_frame'", "holds 3 images for 2 clips", "or 2 images (one per candidate")),
+        Row("Best-of-N empty batch",
+            {**base, "f": clip_format(["1", 0], frames=0), "11": best_of_n(["f", 0], 9), "c": capture(int=["11", 1])},
+            (BEST, "'images'", "is empty (0 frames)", "Fix:"), ("1 clip", "Traceback")),
+        Row("Score a 2-channel clip names 'frames'",
+            {**base, "f": clip_format(["1", 0], "2"), "2": score(frames=["f", 0]), "c": capture(float=["2", 0])},
+            (SCORE, "frames: expected channels-last frames"), ("clips[0]", "Traceback")),
+        Row("Score a 2-channel first_frame names 'first_frame'",
+            {**base, "f": clip_format(["1", 0], "2", frames=1), "2": score(frames=["1", 0], first_frame=["f", 0]),
+             "c": capture(float=["2", 0])},
+            (SCORE, "first_frame: expected channels-last"), ("first_frames", "Traceback")),
+        Row("Best-of-N a 2-channel batch names 'images' and the candidate",
+            {**base, "f": clip_format(["1", 0], "2"), "11": best_of_n(["f", 0], 9), "c": capture(int=["11", 1])},
+            (BEST, "images (candidate 0): expected channels-last"), ("clips[", "Traceback")),
+        *[Row(f"Loader weights is {kind} in an API prompt",
+              {**base, "10": loader() | {"inputs": loader()["inputs"] | {"weights": value}},
+               "2": score(frames=["1", 0]), "c": capture(float=["2", 0])},
+              ("validation failed", LOADER, "'weights'", words, "Fix:"), ("unhashable", "Traceback"))
+          for kind, value, words in (("an object", {"a": 1}, "is a dict, not a folder name"),
+                                     ("a number", 3, "is a int, not a folder name"),
+                                     ("an unknown folder", "no_such_folder", "'no_such_folder' is not in"))],
+        Row("int32 safetensors checkpoint",
+            {"1": synthetic("clean", frames=9, width=64, height=48),
+             "10": loader("int32_weights", enabled=("image_video_consistency", "flow_smoothness"), skip_missing=False),
+             "f": clip_format(["1", 0], frames=1),
+             "2": score(frames=["1", 0], first_frame=["f", 0]), "c": capture(float=["2", 0])},
+            (SCORE, "integer tensors where the model has floating-point weights", "checkpoint_06"),
+            ("only floating point", "Traceback")),
         # the Overlay reads JSON written by hand or by other packs
         *[Row(f"overlay scores_json {name}", {**base, "j": text(js), "3": overlay(["1", 0], ["j", 0]),
                                               "c": capture(image=["3", 0])},
@@ -81,7 +121,15 @@ ROWS = rows()
 @pytest.fixture(scope="module", autouse=True)
 def hostile(comfy, comfy_base_dir):
     """Planted after ComfyUI started: folders written while the server runs must not break anything."""
-    hostile_folders.plant(comfy_base_dir / "models" / "animereward")
+    models = comfy_base_dir / "models" / "animereward"
+    hostile_folders.plant(models)
+    int32 = models / "int32_weights" / "checkpoint_06.safetensors"
+    if not int32.exists():  # the official keys and shapes, every tensor int32
+        from safetensors.torch import save_file
+
+        state = ow.blip_state("image_video_consistency")
+        int32.parent.mkdir(parents=True)
+        save_file({k: v.to(torch.int32) for k, v in state.items()}, str(int32))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.case for r in ROWS])
@@ -135,3 +183,11 @@ def test_every_node_takes_every_clip_score_takes(comfy, channels, dtype):
     assert captured(out, "g")["image"]["shape"] == [18, 48, 64, c]  # top-2
     assert captured(out, "d")["image"]["shape"][-1] == 3  # the contact sheet is RGB
     assert captured(out, "e")["image"]["shape"] == [18, 48, 64, 4 if c == 4 else 3]  # RGBA stays RGBA
+
+
+def test_best_of_n_takes_one_first_frame_per_candidate(comfy):
+    """A first_frame batch as large as the candidates is one image per candidate (not image 0 for all)."""
+    wf = {"1": synthetic("clean, flicker", frames=9, width=64, height=48), "10": loader(),
+          "f": clip_format(["1", 0], frames=2), "11": best_of_n(["1", 0], 9, first_frame=["f", 0]),
+          "c": capture(int=["11", 1])}
+    assert captured(comfy.run(wf), "c")["int"] in (0, 1)

@@ -90,7 +90,7 @@ class ClipList(io.ComfyNode):
 
 class ClipFormat(io.ComfyNode):
     """Re-encodes an IMAGE batch with another channel count and dtype, as other packs may hand one over:
-    1 (grey), 3 (RGB) or 4 (RGBA, alpha 0.5) channels; float32, float16, bfloat16 or uint8 (0..255)."""
+    1 (grey), 3 (RGB) or 4 (RGBA, alpha 0.5) channels (2: an invalid clip, for error tests); float32, float16, bfloat16 or uint8 (0..255)."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -98,7 +98,7 @@ class ClipFormat(io.ComfyNode):
             node_id="AnimeRewardTestClipFormat",
             display_name="Clip Format (AnimeReward tests)",
             category="testing",
-            inputs=[io.Image.Input("images"), io.Combo.Input("channels", options=["1", "3", "4"], default="3"),
+            inputs=[io.Image.Input("images"), io.Combo.Input("channels", options=["1", "2", "3", "4"], default="3"),
                     io.Combo.Input("dtype", options=["float32", "float16", "bfloat16", "uint8"], default="float32"),
                     io.Int.Input("frames", default=-1, min=-1, max=100000,
                                  tooltip="Keep only the first n frames (-1: all; 0 gives an empty batch).")],
@@ -111,6 +111,8 @@ class ClipFormat(io.ComfyNode):
         c = int(channels)
         if c == 1:
             x = x.mean(dim=-1, keepdim=True)
+        elif c == 2:  # no clip format: for the tests of the errors
+            x = x[..., :2]
         elif c == 4:
             x = torch.cat([x, torch.full_like(x[..., :1], 0.5)], dim=-1)
         x = (x * 255).round().to(torch.uint8) if dtype == "uint8" else x.to(getattr(torch, dtype))
