@@ -9,6 +9,7 @@ from .collect_node import AnimeRewardCollect
 from .loader_node import AnimeRewardLoader, AnimeRewardWeights
 from .score_node import AnimeRewardOverlay, AnimeRewardScore
 from .synthetic_node import AnimeRewardSyntheticClips
+from .trainer_node import AnimeRewardGAPOTrainer
 
 NODES: list[type[io.ComfyNode]] = [
     AnimeRewardLoader,
@@ -18,4 +19,5 @@ NODES: list[type[io.ComfyNode]] = [
     AnimeRewardBestOfN,
     AnimeRewardCollect,
     AnimeRewardSyntheticClips,
+    AnimeRewardGAPOTrainer,
 ]
