@@ -55,11 +55,8 @@ def draw_chart(history: Sequence[dict], title: str, width: int = 720, panel_heig
             yz = y1 - (0 - lo) / (hi - lo) * (panel_height - 8) - 4
             d.line([x0, yz, x1, yz], fill=(210, 210, 210))
 
-        def xy(step: int, v: float, lo: float = lo, hi: float = hi, y1: int = y1) -> tuple[float, float]:
-            x = x0 + 4 + (step - s_lo) / max(1, s_hi - s_lo) * (x1 - x0 - 8)
-            return x, y1 - (v - lo) / (hi - lo) * (panel_height - 8) - 4
-
-        line = [xy(s, v) for s, v in pts]
+        line = [(x0 + 4 + (s - s_lo) / max(1, s_hi - s_lo) * (x1 - x0 - 8),
+                 y1 - (v - lo) / (hi - lo) * (panel_height - 8) - 4) for s, v in pts]
         if len(line) > 1:
             d.line(line, fill=colour, width=2)
         for x, y in line if len(line) <= 60 else line[-1:]:

@@ -37,7 +37,7 @@ def _datasets() -> list[str]:
         from .datasets_folder import open_store
 
         return open_store().datasets()
-    except Exception as e:  # noqa: BLE001 - any failure here would hide the node
+    except Exception as e:  # any failure here would hide the node from the list
         log.warning("GAPO trainer: cannot list datasets: %s", e)
         return []
 
@@ -154,7 +154,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
             path = open_store().dataset_path(dataset)
             return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(path.glob("*"))
                          if p.is_file())
-        except Exception:  # noqa: BLE001 - validation reports bad datasets, not the fingerprint
+        except Exception:  # validation and execute report bad datasets, not the fingerprint
             return None
 
     @classmethod
