@@ -3,7 +3,6 @@ in the safetensors header (readable by any safetensors tool, e.g. `safe_open(pat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -79,20 +78,3 @@ def write_lora(state: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-def model_fingerprint(diffusion_model: torch.nn.Module) -> str:
-    """A cheap identity for the base model: sha256 over every tensor's name, shape and dtype and a strided
-    sample of its values (hashing all of a 14B model's bytes would take minutes). Two different checkpoints
-    of one architecture differ in the sampled values."""
-    h = hashlib.sha256()
-    for name, t in sorted(diffusion_model.state_dict().items()):
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        flat = t.detach().reshape(-1)
-        if flat.numel():
-            step = max(1, flat.numel() // 64)
-            sample = flat[::step][:64].to("cpu")
-            if sample.dtype not in (torch.float32, torch.float64, torch.int64, torch.int32, torch.bool):
-                sample = sample.float()
-            h.update(sample.numpy().tobytes())
-    return h.hexdigest()[:32]

@@ -171,8 +171,9 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         from .comfy_lora import ComfyLora
         from .conditioning_records import from_store
         from .datasets_folder import open_store
-        from .lora_file import check_lora_name, lora_path, model_fingerprint, write_lora
+        from .lora_file import check_lora_name, lora_path, write_lora
         from .loss_chart import draw_chart
+        from .model_identity import model_hash
         from .training_data import StorePairs, load_training_data
 
         node = cls.NODE_NAME
@@ -185,6 +186,11 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
             raise NodeInputError(node, "model", str(e), "connect a Wan, HunyuanVideo or LTX-Video model.") from e
         data = load_training_data(node, open_store(), dataset, model, pair_mode, min_gap, from_store)
         beta = float(beta) if beta > 0 else DEFAULT_BETA[prediction]
+        base_hash = model_hash(model)
+        if data.model_hashes and base_hash not in data.model_hashes:
+            log.warning("GAPO trainer: dataset '%s' was collected with model(s) %s; this MODEL is %s. Training "
+                        "anyway (the latents have the right shape), but the LoRA fits best the model that made them.",
+                        dataset, sorted(data.model_hashes), base_hash)
         ckpt_root = checkpoint_root(lora_name)
         if resume and not any(ckpt_root.glob("step-*")):
             raise NodeInputError(node, "resume", f"there is no checkpoint of '{lora_name}' in {ckpt_root}.",
@@ -238,7 +244,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         loras_dir = Path(folder_paths.get_folder_paths("loras")[0])
         path = lora_path(loras_dir, lora_name)
         meta = {
-            "base_model_hash": model_fingerprint(model.model.diffusion_model),
+            "base_model_hash": base_hash,
             "base_model_type": f"{type(model.model).__name__}",
             "prediction_type": prediction, "steps": result.steps_done, "beta": beta, "objective": objective,
             "gap_function": config.effective_gap, "dataset": dataset, "dataset_size": data.groups_total,

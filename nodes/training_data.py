@@ -32,6 +32,7 @@ class TrainingData:
     skipped_ties: int = 0
     skipped_small_gap: int = 0
     errors: list[str] = field(default_factory=list)
+    model_hashes: set[str] = field(default_factory=set)  # of the groups used (None: not recorded)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -117,6 +118,7 @@ def load_training_data(node: str, store: Any, dataset: str, model: Any, mode: st
     used = sorted({p.group_id for p in pairset.pairs})
     latents: dict[str, torch.Tensor] = {}
     positive: dict[str, list] = {}
+    hashes = {m.model_hash for m in metas if not isinstance(m, StoreError) and m.group_id in set(used) and m.model_hash}
     for gid in used:
         try:
             group = store.load_group(dataset, gid)
@@ -138,7 +140,7 @@ def load_training_data(node: str, store: Any, dataset: str, model: Any, mode: st
     return TrainingData(dataset=dataset, pairs=pairs, latents=latents, positive=positive,
                         latent_shape=list(next(iter(shapes))), groups_total=total,
                         skipped_ties=pairset.skipped_ties, skipped_small_gap=pairset.skipped_small_gap,
-                        errors=errors)
+                        errors=errors, model_hashes=hashes)
 
 
 def latent_dims(shape: Sequence[int]) -> str:

@@ -122,8 +122,9 @@ class ClipFormat(io.ComfyNode):
 class TestNodesExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         from .collect_nodes import COLLECT_TEST_NODES
+        from .training_nodes import TRAINING_TEST_NODES
 
-        return [RandomTextConditioning, Capture, ClipList, ClipFormat, *COLLECT_TEST_NODES]
+        return [RandomTextConditioning, Capture, ClipList, ClipFormat, *COLLECT_TEST_NODES, *TRAINING_TEST_NODES]
 
 
 async def comfy_entrypoint() -> ComfyExtension:
