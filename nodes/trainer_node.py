@@ -122,7 +122,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                                          "crash), with the same settings; off starts afresh."),
             ],
             outputs=[
-                io.Model.Output("model", display_name="model",
+                io.Model.Output("trained_model", display_name="model",
                                 tooltip="The input model with the trained LoRA applied, to preview at once."),
                 io.String.Output("lora_file", display_name="lora_file",
                                  tooltip="The LoRA's name as LoraLoaderModelOnly lists it."),
