@@ -79,7 +79,27 @@ def training_clone(model: Any) -> Any:
     clone = model.clone(disable_dynamic=True) if callable(is_dynamic) and is_dynamic() else model.clone()
     # Base weights never train: no gradients for them (fp8 weights cannot even hold one).
     clone.model.requires_grad_(False)
+    normalise_inference_tensors(clone.model)
     return clone
+
+
+def normalise_inference_tensors(module: torch.nn.Module) -> int:
+    """Replace parameters and buffers made under inference mode (a loader that ran inside the executor) by
+    normal copies with the same values, one tensor at a time: backward must save weights (a linear layer's
+    input gradient needs its weight), and autograd refuses to save inference tensors. The module is shared
+    with the artist's MODEL, which computes exactly as before. Returns how many tensors were replaced."""
+    replaced = 0
+    with torch.inference_mode(False), torch.no_grad():
+        for m in module.modules():
+            for name, p in list(m._parameters.items()):
+                if p is not None and p.is_inference():
+                    m._parameters[name] = torch.nn.Parameter(p.clone(), requires_grad=False)
+                    replaced += 1
+            for name, b in list(m._buffers.items()):
+                if b is not None and b.is_inference():
+                    m._buffers[name] = b.clone()
+                    replaced += 1
+    return replaced
 
 
 def clone_tree(value: Any) -> Any:
