@@ -165,6 +165,7 @@ def test_cancel_then_resume_continues_the_same_run(comfy, e2e_dataset):
                 return
             time.sleep(0.01)
 
+    comfy.server.messages.clear()  # the uninterrupted run's messages must not trigger the Cancel
     watcher = threading.Thread(target=cancel_after_step_2, daemon=True)
     watcher.start()
     with pytest.raises(WorkflowError, match="interrupted"):
