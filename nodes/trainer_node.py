@@ -165,8 +165,9 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         import comfy.model_management as mm
         import comfy.utils
         import folder_paths
+        import torch
 
-        from ..gapo_trainer.loop import TrainConfig, train
+        from ..gapo_trainer.loop import TrainConfig, Trainer
         from .comfy_denoiser import ComfyDenoiser, UnsupportedModelError, prediction_type_of, training_clone
         from .comfy_lora import ComfyLora
         from .conditioning_records import from_store
@@ -208,13 +209,11 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         denoiser = ComfyDenoiser(patcher, data.positive, data.latent_shape,
                                  batch=1 if objective == "sft" else 2, gradient_checkpointing=gradient_checkpointing)
         pbar = comfy.utils.ProgressBar(steps)
-        history: list[dict[str, Any]] = []
         cancelled: list[BaseException] = []
         started = time.perf_counter()
 
         def progress(report: Any) -> None:
             point = report.metrics.to_json()
-            history.append(point)
             send_progress(node_id, {"step": report.step, "total": report.total_steps, "metrics": point})
             try:
                 pbar.update_absolute(report.step, report.total_steps)  # the server's hook raises on Cancel
@@ -229,8 +228,25 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         send_progress(node_id, {"step": 0, "total": steps, "start": True, "dataset": data.summary()})
 
         def body(d: ComfyDenoiser) -> Any:
-            return train(d, lora, StorePairs(data), config, progress=progress, should_stop=should_stop,
-                         resume_from=ckpt_root if resume else None)
+            with torch.inference_mode(False), torch.enable_grad():
+                trainer = Trainer(d, lora, StorePairs(data), config)
+                if resume:
+                    trainer.load(ckpt_root)
+                # The state at the last step boundary: ComfyUI's layers raise the interrupt mid-step (every
+                # op checks Cancel), after the step drew its noise and pairs but before it changed a weight.
+                mark = [trainer._boundary()]
+
+                def on_step(report: Any) -> None:
+                    mark[0] = trainer._boundary()
+                    progress(report)
+
+                try:
+                    return trainer.run(progress=on_step, should_stop=should_stop)
+                except mm.InterruptProcessingException as e:
+                    trainer._rewind(mark[0])
+                    trainer.save()
+                    cancelled.append(e)
+                    return trainer._result("stopped")
 
         with from_library(node):
             result = denoiser.run(body, lora.num_parameters)
