@@ -187,9 +187,9 @@ def test_image_to_video_group_trains(comfy, comfy_base_dir, tiny_models, store):
     """A group collected from the tiny Wan i2v graph (start image, CLIP-vision features) trains."""
     write_tiny_wan_i2v(comfy_base_dir / "models")
     dataset = "trainer_i2v"
-    out = comfy.run({k: v for k, v in wan_replay(dataset, i2v=True).items() if k in {"1", "2", "3", "5", "6", "7",
+    comfy.run({k: v for k, v in wan_replay(dataset, i2v=True).items() if k in {"1", "2", "3", "5", "6", "7",
                                                                                      "9", "12", "13", "30"}})
-    gid = out["30"]["animereward_collect"][0]["group_id"]
+    gid = next(d for e, d in comfy.server.messages if e == "animereward.collect" and d["node"] == "30")["collect"]["group_id"]
     store.set_ranking(dataset, gid, [2, 0, 1])  # the artist's order
     out = comfy.run({"1": unet(TINY_WAN_I2V), "t": trainer(dataset, steps=2, lora_name="tests/i2v"),
                      "c": capture(string=["t", 3])})
