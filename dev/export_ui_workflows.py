@@ -10,7 +10,7 @@ artist would save. On top of that:
 - seeds are set to "fixed" so the examples reproduce.
 Examples with a title in TEMPLATE_TITLES go to example_workflows/<title>.json (ComfyUI's template browser
 lists them under that title) with a `<title>.jpg` thumbnail made from the example's real output (runnable
-examples) or from the framed graph in the page (the Wan example, which needs a 14B model).
+examples) or from the framed graph in the page (the others need models this machine does not have).
 Run after changing a workflow: `.venv/bin/python dev/export_ui_workflows.py` (about a minute).
 """
 
@@ -30,7 +30,7 @@ from animereward_testkit import comfy_paths  # noqa: E402
 from animereward_testkit.browser import comfy_page  # noqa: E402
 from animereward_testkit.example_inputs import write_example_inputs  # noqa: E402
 from animereward_testkit.server import ComfyServer  # noqa: E402
-from animereward_testkit.templates import TEMPLATE_DIR, TEMPLATE_TITLES  # noqa: E402
+from animereward_testkit.templates import RUNNABLE, TEMPLATE_DIR, TEMPLATE_TITLES  # noqa: E402
 
 THUMB_SIZE = (512, 384)
 SAVE_NODES = {"SaveImage", "SaveAnimatedWEBP", "SaveVideo", "PreviewImage"}
@@ -71,6 +71,22 @@ A GPU with about 24 GB of memory runs the 14B fp16 model.
 Start image: any picture in `ComfyUI/input/`, chosen in **Load Image**.
 {REWARD_FILES.replace(" (optional)", "").replace("; then pick `anisora` in the Loader and switch its model dimensions on.", ". Without them pick `none (flow metrics only)` in the Loader.")}""",
 }
+NOTES["collect_rankings"] = f"""## Wan 2.1 best of 4, collected for ranking
+The Wan best-of-4 graph, plus **AnimeReward Collect**: each run stores the 4 candidates (latents,
+conditioning, scores, previews) as a group of the dataset `wan_i2v_rankings`. Rank groups in the **Rank**
+tab of the side bar; the GAPO trainer learns from your rankings.
+
+{WAN_FILES}
+
+Start image: any picture in `ComfyUI/input/`, chosen in **Load Image**.
+{REWARD_FILES}"""
+NOTES["synthetic_collect_rankings"] = """## Collect synthetic candidates for ranking
+Four synthetic candidates, ranked by Best-of-N with the flow metrics, stored by **AnimeReward Collect** as a
+group of the dataset `synthetic_rankings` (the VAE encodes the frames into latents). Rank the group in the
+**Rank** tab of the side bar: a way to try the ranking panel without a video model.
+
+Needs: `wan_2.1_vae.safetensors` (Hugging Face `Comfy-Org/Wan_2.1_ComfyUI_repackaged`, `split_files/vae/`) in
+`ComfyUI/models/vae/`."""
 TEST_ONLY = {"AnimeRewardTestRandomConditioning", "AnimeRewardTestCapture", "AnimeRewardTestClipList"}
 
 
@@ -164,7 +180,7 @@ def thumbnail(server: ComfyServer, page, name: str, ui: dict, out: Path) -> None
 
     page.evaluate("wf => window.app.loadGraphData(wf, true, true, 'thumbnail')", ui)
     page.wait_for_timeout(500)  # the page fits the view on the next animation frame
-    if name == "wan_i2v_best_of_n":
+    if name not in RUNNABLE:
         page.evaluate("window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
         page.wait_for_timeout(300)
         box = page.evaluate(GRAPH_BOX_JS)
