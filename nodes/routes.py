@@ -110,7 +110,10 @@ def _read_meta(store: Any, dataset: str, gid: str) -> Any:
 
 
 def meta_json(meta: Any) -> dict:
-    data = dataclasses.asdict(meta)
+    """The group's metadata as JSON-ready values, with the URLs of its previews. Built field by field: the
+    values are already plain (dataclasses.asdict's deep copy took a third of a page's time)."""
+    data = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)}
+    data["candidates"] = [dict(vars(c)) for c in meta.candidates]
     data["previews"] = [f"{PREFIX}/datasets/{meta.dataset}/groups/{meta.group_id}/preview/{i}"
                         for i in range(len(meta.preview_files))]
     return data

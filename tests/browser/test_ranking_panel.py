@@ -96,3 +96,41 @@ def test_rank_with_keyboard_clicks_drag_and_skip(comfy_server, comfy_base_dir):
         pg.screenshot(path=str(_artifacts() / "ranking_panel_all.png"))
         assert not [e for e in errors if "animereward" in e.lower() or "ranking" in e.lower()]
     assert (_artifacts() / "ranking_panel.png").stat().st_size > 10_000
+
+
+def test_a_waiting_collect_opens_the_panel_on_its_group_and_goes_on_when_ranked(comfy_server, comfy_base_dir):
+    """Queued from the page with wait_for_ranking: the panel opens on the new group, the artist ranks it with
+    the keyboard, and the workflow finishes with that ranking (the route wakes the waiting node)."""
+    from animereward_testkit.collect_workflows import cheap_group
+    from animereward_testkit.reward_workflows import capture
+
+    store = PreferenceStore(datasets_root(comfy_base_dir))
+    wf = cheap_group("panel_wait", n=3, wait_for_ranking=True, timeout_seconds=120)
+    wf["c"] = capture(string=["30", 1])
+    with comfy_page(comfy_server.url) as (pg, errors):
+        pg.evaluate("wf => window.app.loadApiJson(wf, 'wait.json')", wf)
+        pg.evaluate("window.app.queuePrompt(0, 1)")
+        pg.wait_for_selector(f"{PANEL} .ar-waiting", timeout=60_000)
+        pg.wait_for_function(f"""() => document.querySelectorAll('{PANEL} .ar-card img').length === 3
+            && [...document.querySelectorAll('{PANEL} .ar-card img')].every(i => i.complete && i.naturalWidth > 0)""",
+                             timeout=30_000)
+        (gid,) = [g.group_id for g in store.list_groups("panel_wait", unranked_only=True).groups]
+        assert gid in pg.locator(f"{PANEL} .ar-waiting").inner_text()
+        pg.focus(PANEL)
+        for key in ("2", "3", "Enter"):
+            pg.keyboard.press(key)
+        _wait_status(pg, gid, "saved")
+        def ours() -> list[dict]:
+            return [e for e in comfy_server.get("/history").values()
+                    if e["prompt"][2].get("30", {}).get("inputs", {}).get("dataset") == "panel_wait"
+                    and e.get("status", {}).get("completed") is not None]
+
+        for _ in range(120):
+            if ours():
+                break
+            pg.wait_for_timeout(500)
+        (entry,) = ours()
+        assert entry["outputs"]["c"]["captured"][0]["string"] == "1,2,0"
+        assert pg.locator(f"{PANEL} .ar-waiting").count() == 0
+        assert not [e for e in errors if "animereward" in e.lower()]
+    assert store.read_meta("panel_wait", gid).human_ranking == [1, 2, 0]

@@ -76,7 +76,7 @@ def _differences(a: object, b: object, path: str) -> list[str]:
         if a.dtype != b.dtype or a.shape != b.shape:
             return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
         return [] if torch.equal(a.cpu(), b.cpu()) else [f"{path}: values differ"]
-    if type(a) is not type(b) and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+    if type(a) is not type(b):
         return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
     if isinstance(a, dict):
         if set(a) != set(b):
