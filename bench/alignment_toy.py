@@ -22,7 +22,9 @@ The two libraries do not import each other (DESIGN §3); this module needs both,
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -34,6 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gapo_trainer.protocols import PredictionType
+
+DEFAULT_SAMPLE_STEPS = 8
+"""Euler steps for candidates and evaluations (the last one lands on the model's clean-clip prediction)."""
 
 KINDS: tuple[str, ...] = ("clean", "flicker", "jitter", "freeze")
 """What a pretraining clip shows: the clean motion or one defect."""
@@ -59,6 +64,7 @@ class ToyConfig:
     pretrain_steps: int = 1200
     pretrain_batch: int = 32
     pretrain_lr: float = 2e-3
+    ema_decay: float = 0.995
     seed: int = 0
 
     def key(self) -> str:
@@ -255,7 +261,7 @@ class ToyFlowDenoiser:
 
 @torch.no_grad()
 def sample(
-    denoiser: ToyFlowDenoiser, prompts: torch.Tensor, noise: torch.Tensor, steps: int = 16,
+    denoiser: ToyFlowDenoiser, prompts: torch.Tensor, noise: torch.Tensor, steps: int = DEFAULT_SAMPLE_STEPS,
     batch: int = 64,
 ) -> torch.Tensor:
     """Euler over the flow ODE from sigma = 1 (noise) to 0 on the shifted schedule: clips [N, 3, T, H, W]."""
@@ -263,7 +269,7 @@ def sample(
     out = []
     for i in range(0, noise.shape[0], batch):
         x, p = noise[i : i + batch].clone(), prompts[i : i + batch]
-        for s0, s1 in zip(sigmas[:-1], sigmas[1:], strict=True):
+        for s0, s1 in itertools.pairwise(sigmas):
             v = denoiser.model(x, s0.expand(x.shape[0]), p)
             x = x + (s1 - s0) * v
         out.append(x)
@@ -289,13 +295,15 @@ def reward(clips: torch.Tensor) -> torch.Tensor:
 
 
 def pretrain(cfg: ToyConfig, log_every: int = 0) -> TinyVideoDiT:
-    """Train the toy on the clean + defective clips: AdamW, warm-up + cosine, flow loss, equal weight per kind."""
+    """Train the toy on the clean + defective clips: AdamW, warm-up + cosine, flow loss, equal weight per kind;
+    returns the exponential moving average of the weights."""
     torch.manual_seed(cfg.seed)
     clips, scenes, kinds = pretraining_clips(cfg)
     # equal weight per kind, whatever the number of clips of each kind
     counts = {k: kinds.count(k) for k in KINDS}
     weights = torch.tensor([1.0 / counts[k] for k in kinds])
     model = TinyVideoDiT(cfg)
+    ema = copy.deepcopy(model)  # the weights we keep: an average over the last ~200 steps samples cleaner
     den = ToyFlowDenoiser(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.0)
     warm = max(1, cfg.pretrain_steps // 20)
@@ -315,10 +323,13 @@ def pretrain(cfg: ToyConfig, log_every: int = 0) -> TinyVideoDiT:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        with torch.no_grad():
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
         if log_every and (step % log_every == 0 or step == cfg.pretrain_steps - 1):
             print(f"  pretrain step {step:5d}  loss {loss.item():.4f}", flush=True)
-    model.eval()
-    return model
+    return ema.eval()
 
 
 def cache_dir() -> Path:
