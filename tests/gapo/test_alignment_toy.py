@@ -21,7 +21,9 @@ from bench import alignment_toy as toy
 from bench.bench_alignment import eval_reward, train_one
 from gapo_trainer.losses import LN2, gap_weight
 
-CFG = toy.ToyConfig(scenes=2, dim=32, depth=2, heads=2, pretrain_steps=120, pretrain_batch=16, ema_decay=0.9)
+CFG = toy.ToyConfig(
+    scenes=2, render_scale=2, dim=32, depth=2, heads=2, pretrain_steps=60, pretrain_batch=16, ema_decay=0.9
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ def setting(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_pretrained_toy_is_cached_as_safetensors(tmp_path: Path) -> None:
-    cfg = toy.ToyConfig(scenes=1, dim=16, depth=1, heads=1, pretrain_steps=2, pretrain_batch=2)
+    cfg = toy.ToyConfig(
+        scenes=1, frames=4, size=8, render_scale=1, dim=16, depth=1, heads=1, pretrain_steps=2, pretrain_batch=2
+    )
     first = toy.pretrained_model(cfg, cache=tmp_path)
     files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1 and cfg.key() in files[0].name
