@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # a forked child inherits the pool object but not its threads: it makes its own
 _pool_lock = threading.Lock()
 
 
@@ -56,15 +57,16 @@ def _fsync_path(path: Path) -> None:
 def fsync_all(paths: Iterable[Path]) -> None:
     """fsync files and folders concurrently: the filesystem's journal then commits them together, which costs
     about one fsync instead of one per file (a group has a preview per candidate)."""
-    global _pool
+    global _pool, _pool_pid
     paths = list(paths)
     if len(paths) <= 1:
         for p in paths:
             _fsync_path(p)
         return
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-fsync")
+            _pool_pid = os.getpid()
     for f in [_pool.submit(_fsync_path, p) for p in paths]:
         f.result()
 

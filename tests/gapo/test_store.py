@@ -253,3 +253,18 @@ def test_inference_mode_tensors_and_views_are_stored(store: PreferenceStore):
     assert_same(g.positive, kw["positive"])
     assert_same(g.latents, kw["latents"])
     assert not g.latents.is_inference()  # usable in autograd by the trainer
+
+
+def test_a_forked_child_can_write_after_the_parent_did(store: PreferenceStore):
+    """The fsync thread pool does not survive a fork; a child (a DataLoader worker, a forked writer) makes its own."""
+    store.add_group("d", **group_kwargs())
+    pid = os.fork()
+    if pid == 0:  # child: write one group and leave without running pytest's teardown
+        try:
+            store.add_group("d", **group_kwargs(seed=1))
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.count("d") == 2
