@@ -268,3 +268,24 @@ def test_a_forked_child_can_write_after_the_parent_did(store: PreferenceStore):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.count("d") == 2
+
+
+def test_a_page_reads_only_its_own_groups(store: PreferenceStore, monkeypatch: pytest.MonkeyPatch):
+    """No full scan per request: a page opens the files of the groups it returns and no others, also when
+    `unranked_only` has to skip ranked groups (it reads their status byte instead)."""
+    ids = [store.add_group("d", **group_kwargs(n=2, latent=(16, 1, 2, 2), seed=i)).group_id for i in range(24)]
+    for gid in ids[:20]:
+        store.set_ranking("d", gid, [1, 0])
+    opened: list[str] = []
+    real = PreferenceStore._read_meta_raw
+
+    def counting(self, dataset, group_id, *args, **kwargs):
+        opened.append(group_id)
+        return real(self, dataset, group_id, *args, **kwargs)
+
+    monkeypatch.setattr(PreferenceStore, "_read_meta_raw", counting)
+    page = store.list_groups("d", cursor="10", limit=5)
+    assert [m.group_id for m in page.groups] == opened == ids[10:15] and page.next_cursor == "15"
+    opened.clear()
+    page = store.list_groups("d", limit=3, unranked_only=True)
+    assert [m.group_id for m in page.groups] == opened == ids[20:23] and page.total == 4
