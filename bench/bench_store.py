@@ -195,7 +195,8 @@ def bench_kill_trials(work: Path, trials: int = KILL_TRIALS) -> dict[str, float]
     report = crash_trials(work / "crash", "crash", trials, seed=2026)
     return {"trials": report.trials, "groups_committed": report.in_index,
             "groups_reported": report.committed_reported, "killed_mid_write": report.killed_mid_write,
-            "killed_after_commit": report.killed_after_commit, "lost": len(report.lost),
+            "killed_after_commit": report.killed_after_commit, "orphans": len(report.orphans),
+            "lost": len(report.lost),
             "problems": len(report.problems), "seconds": time.perf_counter() - t0,
             "lost_list": report.lost[:5], "problem_list": report.problems[:5]}
 
@@ -218,8 +219,9 @@ def run() -> list[tuple[str, str]]:
         kill = bench_kill_trials(work)
         print(f"kill -9: {kill['trials']} trials, {kill['groups_committed']} groups committed, "
               f"{kill['killed_mid_write']} kills mid-group, {kill['killed_after_commit']} between commit and "
-              f"report, lost {kill['lost']} {kill['lost_list']}, problems {kill['problems']} "
-              f"{kill['problem_list']} ({kill['seconds']:.0f} s)")
+              f"report, {kill['orphans']} between rename and index (re-indexed by the next writer); "
+              f"lost {kill['lost']} {kill['lost_list']}, problems {kill['problems']} {kill['problem_list']} "
+              f"({kill['seconds']:.0f} s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return [

@@ -132,6 +132,7 @@ class PreferenceStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._recovered: set[str] = set()  # datasets whose orphaned groups this instance has re-indexed
 
     # ---- names and paths -------------------------------------------------------------------------------
 
@@ -262,6 +263,7 @@ class PreferenceStore:
         self._clean_tmp(tmp_root)
         tmp = tmp_root / f"{os.getpid()}-{group_id}"
         tmp.mkdir()
+        renamed = False
         try:
             write_safetensors(tmp / TENSORS_FILE, {LATENTS_KEY: latents, **table.tensors},
                               {"format": "animereward-group", "format_version": str(FORMAT_VERSION)}, fsync=False)
@@ -279,13 +281,38 @@ class PreferenceStore:
                     atomic_write_bytes(ds_path / DATASET_FILE, json.dumps(info, indent=1).encode())
                 else:
                     self._check_compatible(info, latent_shape, dataset, None, model_name)
+                if dataset not in self._recovered:
+                    self._recover_orphans(dataset, ds_path, info)
+                    self._recovered.add(dataset)
                 os.rename(tmp, groups / group_id)
+                renamed = True
                 fsync_dir(groups)
                 dataset_index.append_record(ds_path, group_id)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            # an error (not a kill) after the rename: take the group back out, the caller was told it failed
+            shutil.rmtree(groups / group_id if renamed else tmp, ignore_errors=True)
             raise
         return meta_from_json(meta, None, dataset, group_id)
+
+    def _recover_orphans(self, dataset: str, ds_path: Path, info: dict[str, Any]) -> list[str]:
+        """Index the complete groups a killed writer renamed into groups/ but did not index (the caller holds
+        the lock, so no live writer is between its rename and its append). Their files were fsynced before the
+        rename; one that does not read back cleanly stays out of the index. Run once per dataset and instance."""
+        data = dataset_index.index_bytes(ds_path)
+        indexed = {dataset_index.record_id(data, k, NAME_PATTERN) for k in range(len(data) // RECORD_SIZE)}
+        recovered = []
+        with os.scandir(ds_path / GROUPS_DIR) as entries:
+            names = [e.name for e in entries if e.is_dir(follow_symlinks=False) and NAME_PATTERN.fullmatch(e.name)]
+        for name in sorted(names):
+            if name in indexed:
+                continue
+            try:
+                self._read_meta(dataset, name, info)
+            except StoreError:
+                continue
+            dataset_index.append_record(ds_path, name)
+            recovered.append(name)
+        return recovered
 
     @staticmethod
     def _clean_tmp(tmp_root: Path) -> None:

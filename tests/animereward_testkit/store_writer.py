@@ -82,6 +82,7 @@ class CrashReport:
     leftover_tmp: int = 0
     killed_mid_write: int = 0  # kills that left a half-written group behind in .tmp
     killed_after_commit: int = 0  # kills between a group's commit and its log line (indexed, not reported)
+    orphans: set[str] = field(default_factory=set)  # renamed but not indexed when seen (the next writer indexes)
 
 
 def _read_log(path: Path) -> tuple[list[tuple[str, str, int]], dict[str, list[int]]]:
@@ -161,6 +162,10 @@ def verify(root: Path, dataset: str, logs: list[Path], report: CrashReport,
         report.problems.append(f"unranked listing {len(listed)} != {len(unranked)} unranked groups")
     tmp = root / dataset / ".tmp"
     report.leftover_tmp = len(list(tmp.iterdir())) if tmp.exists() else 0
+    groups = root / dataset / "groups"
+    if groups.exists():
+        indexed = {x.group_id for x in items if not isinstance(x, Exception)}
+        report.orphans |= {p.name for p in groups.iterdir()} - indexed
 
 
 def crash_trials(root: Path, dataset: str, trials: int, seed: int = 0, max_delay_s: float = 0.4,
@@ -196,6 +201,7 @@ def crash_trials(root: Path, dataset: str, trials: int, seed: int = 0, max_delay
                                                                           - report.committed_reported)
         report.committed_reported, report.in_index = now.committed_reported, now.in_index
         report.leftover_tmp = now.leftover_tmp
+        report.orphans |= now.orphans
     verify(root, dataset, logs, final := CrashReport())  # at the end, every group bit for bit once more
     report.lost += [x for x in final.lost if x not in report.lost]
     report.problems += [x for x in final.problems if x not in report.problems]

@@ -89,3 +89,36 @@ def test_half_written_group_of_a_dead_writer_is_invisible_and_cleaned(tmp_path: 
     store.add_group("d", **group_kwargs(seed=1))
     assert not dead.exists() and live.exists()  # a live writer's group is left alone
     live.rmdir()
+
+
+def test_a_group_renamed_but_not_indexed_is_recovered_by_the_next_writer(tmp_path: Path):
+    """A kill between a group's rename and its index append leaves a complete, unindexed folder: the next
+    writer (under the lock, so no live writer is in that window) indexes it; a damaged one stays out."""
+    store = PreferenceStore(tmp_path)
+    a, b, bad = (store.add_group("d", **group_kwargs(seed=i)) for i in range(3))
+    index = tmp_path / "d" / "index.txt"
+    index.write_bytes(index.read_bytes()[:64])  # only a is indexed: b and bad are orphans
+    t = tmp_path / "d" / "groups" / bad.group_id / "tensors.safetensors"
+    t.write_bytes(t.read_bytes()[:100])
+    assert [m.group_id for m in store.iter_groups("d")] == [a.group_id]
+    c = PreferenceStore(tmp_path).add_group("d", **group_kwargs(seed=4))
+    assert [m.group_id for m in store.iter_groups("d")] == [a.group_id, b.group_id, c.group_id]
+
+
+def test_an_error_after_the_rename_leaves_no_group_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from gapo_trainer import dataset_index
+
+    store = PreferenceStore(tmp_path)
+    store.add_group("d", **group_kwargs())
+
+    def full_disk(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dataset_index, "append_record", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.add_group("d", **group_kwargs(seed=1))
+    monkeypatch.undo()
+    assert len(list((tmp_path / "d" / "groups").iterdir())) == 1
+    assert not list((tmp_path / "d" / ".tmp").iterdir())
+    PreferenceStore(tmp_path).add_group("d", **group_kwargs(seed=2))  # nothing to recover: the failed one is gone
+    assert store.count("d") == 2
