@@ -29,6 +29,7 @@ from torch import nn
 from .blip_text import BertTextEncoder, load_tokenizer, tokenize
 from .blip_vit import VisionTransformer
 from .checkpoints import load_checkpoint_dict, load_state_dict_strict
+from .clip_validation import require_inputs
 from .preprocess import preprocess_frames, sampled_clip
 from .scorer_protocol import ClipBatch
 
@@ -161,9 +162,7 @@ class TextVideoConsistency(_BlipConsistency):
 
     def preprocess(self, batch: ClipBatch) -> dict[str, torch.Tensor]:
         prompts = [batch.prompts[i] if i < len(batch.prompts) else None for i in range(len(batch))]
-        missing = [i for i, p in enumerate(prompts) if p is None]
-        if missing:
-            raise ValueError(f"{TEXT_VIDEO} needs a prompt for every clip; missing for {missing}")
+        require_inputs([TEXT_VIDEO], prompts, [None] * len(prompts), blank_prompt_ok=True)
         frames, index = _stack_clips(batch)
         ids, mask = tokenize(self.tokenizer, prompts)  # type: ignore[arg-type]
         return {

@@ -323,12 +323,27 @@ def first_frame_list(first_frames: Any, n: int, arg: str = "first_frames") -> li
     return [image] * n
 
 
+def missing_input(dimension: str, prompt: str | None, first_frame: object, blank_prompt_ok: bool = False
+                  ) -> str | None:
+    """The input a dimension reads that this clip lacks: "prompt" (None, or blank unless `blank_prompt_ok`),
+    "first_frame" (None), or None when it has what it reads. The one definition of "has its inputs" (the
+    facade, the scorers and the nodes all ask here). A scorer called directly accepts a blank prompt (the
+    official model scores it); the facade and the nodes do not (it measures nothing the artist asked for)."""
+    dim = DIMENSIONS[dimension]
+    if dim.needs_prompt and (prompt is None or (not blank_prompt_ok and not prompt.strip())):
+        return "prompt"
+    if dim.needs_first_frame and first_frame is None:
+        return "first_frame"
+    return None
+
+
 def require_inputs(
     dimensions: Sequence[str],
     prompts: Sequence[str | None],
     first_frames: Sequence[torch.Tensor | None],
     prompt_arg: str = "prompts",
     first_frame_arg: str = "first_frames",
+    blank_prompt_ok: bool = False,
 ) -> None:
     """Every dimension that reads the prompt/first frame gets one for every clip, else one error naming all."""
     problems: list[str] = []
@@ -336,7 +351,7 @@ def require_inputs(
     for d in dimensions:
         dim = DIMENSIONS[d]
         if dim.needs_prompt:
-            bad = [i for i, p in enumerate(prompts) if p is None or not p.strip()]
+            bad = [i for i, p in enumerate(prompts) if missing_input(d, p, None, blank_prompt_ok) == "prompt"]
             if bad:
                 which = prompt_arg if n == 1 else f"{prompt_arg} (clips {bad})"
                 empty = "missing" if all(prompts[i] is None for i in bad) else "empty or missing"

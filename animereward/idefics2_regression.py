@@ -50,7 +50,7 @@ from PIL import Image
 from torch import nn
 
 from .clip_memo import memoised
-from .dimensions import WEIGHTS_SOURCE
+from .dimensions import DIMENSIONS, WEIGHTS_SOURCE
 from .file_kinds import not_a_checkpoint, sniff
 from .preprocess import apply_lut, channel_lut, resize_uint8, sample_frame_indices, sampled_uint8
 from .scorer_protocol import ClipBatch
@@ -75,13 +75,11 @@ SPECIAL_TOKENS = ("<image>", "<fake_token_around_image>", "<end_of_utterance>")
 OFFICIAL_ARCHITECTURE = "Idefics2ForSequenceClassification"
 LOGIT_SCALE = 100.0
 
-# Official checkpoint folders (under the hub repo's reward/weights/), for error messages.
-OFFICIAL_FOLDERS: dict[str, str] = {
-    "visual_smoothness": "mantis-8b-idefics2-video-eval-24frame-benchmark-1epoch_4096_regression/checkpoint-final",
-    "visual_appeal": "mantis-8b-idefics2-video-eval-24frame-quality_4096_regression/checkpoint-final",
-}
-DIMENSIONS_SERVED: tuple[str, ...] = tuple(OFFICIAL_FOLDERS)
-QUANTIZATIONS: tuple[str | None, ...] = (None, "8bit", "4bit")
+DIMENSIONS_SERVED: tuple[str, ...] = ("visual_smoothness", "visual_appeal")
+# Official checkpoint folders (under the hub repo's reward/weights/), for error messages; and the
+# quantisations: both as the registry declares them.
+OFFICIAL_FOLDERS: dict[str, str] = {d: DIMENSIONS[d].files.relpath for d in DIMENSIONS_SERVED}  # type: ignore[union-attr]
+QUANTIZATIONS: tuple[str | None, ...] = (None, *DIMENSIONS["visual_appeal"].quantizations)
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16, torch.float16)
 
 

@@ -24,16 +24,12 @@ MAX_PANEL_FRACTION = 0.42  # of the frame's width and of its height
 MIN_SCALE = 0.5  # below this OpenCV's Hershey font is unreadable: shrink the rendered panel instead
 BLEND_FRAMES = 256  # frames blended per slice
 
-SHORT_LABELS = {
-    "visual_smoothness": "smooth",
-    "visual_motion": "motion",
-    "visual_appeal": "appeal",
-    "text_video_consistency": "text-vid",
-    "image_video_consistency": "img-vid",
-    "character_consistency": "character",
-    "flow_smoothness": "flow-smooth",
-    "flow_motion": "flow-motion",
-}
+
+def short_label(name: str) -> str:
+    """The registry's short label of a dimension; other names (e.g. "total") as they are."""
+    dim = DIMENSIONS.get(name)
+    return dim.short_label if dim else name
+
 
 _BAR_COLOURS = {  # RGB, by dimension group
     "appearance": (96, 180, 255),
@@ -62,7 +58,7 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
     thick = max(1, round(1.2 * scale))
     row = max(10, round(18 * scale))
     pad = max(3, round(6 * scale))
-    label_w = max(cv2.getTextSize(SHORT_LABELS.get(n, n), font, fs, thick)[0][0] for n in (*scores, "total"))
+    label_w = max(cv2.getTextSize(short_label(n), font, fs, thick)[0][0] for n in (*scores, "total"))
     bar_w = round(90 * scale)
     value_w = cv2.getTextSize("0.00", font, fs, thick)[0][0]
     rows = len(scores) + (1 if total is not None else 0) + (1 if title else 0)
@@ -83,7 +79,7 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
         y += row
     for name, value in scores.items():
         v = float(np.clip(value, 0.0, 1.0)) if np.isfinite(value) else 0.0
-        text(SHORT_LABELS.get(name, name), pad, y)
+        text(short_label(name), pad, y)
         x0 = pad * 2 + label_w
         y0, y1 = y + round(row * 0.22), y + round(row * 0.78)
         cv2.rectangle(panel, (x0, y0), (x0 + bar_w, y1), (70, 70, 78, 255), -1)

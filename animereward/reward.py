@@ -36,11 +36,11 @@ from torch import nn
 
 from . import cancel, clip_memo
 from . import clip_validation as cv
-from .dimensions import DIMENSIONS, FLOW_DIMENSIONS, check_dimension_names
+from . import dimensions as registry
+from .dimensions import DIMENSIONS, check_dimension_names
 from .preprocess import MAX_LENGTH
 from .scorer_protocol import ClipBatch
 from .weights_layout import (
-    NOT_IMPLEMENTED,
     DimensionNotAvailableError,
     MissingWeightsError,
     available_dimensions,
@@ -53,18 +53,6 @@ from .weights_layout import (
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-# Which module builds each dimension (imported on first use: transformers, cv2 stay out of `import`).
-BUILDER_MODULES: dict[str, str] = {
-    "visual_smoothness": "idefics2_regression",
-    "visual_appeal": "idefics2_regression",
-    "visual_motion": "actionclip",
-    "text_video_consistency": "blip_consistency",
-    "image_video_consistency": "blip_consistency",
-    "flow_smoothness": "flow_metrics",
-    "flow_motion": "flow_metrics",
-}
-QUANTIZED_DIMENSIONS = ("visual_smoothness", "visual_appeal")  # only the Idefics2 builders take `quantization`
-QUANTIZATIONS = (None, "8bit", "4bit")
 FLOW_MAX_FRAMES = MAX_LENGTH
 # Float32 frames kept between dimensions that read the same frames (see clip_validation.FrameCache).
 FRAME_CACHE_BYTES = 2 * 1024**3
@@ -79,7 +67,7 @@ def flow_plan(num_frames: int) -> list[int]:
 
 def frame_plan(dimension: str) -> cv.FramePlan:
     """The original frame numbers a dimension reads, as a function of the clip length."""
-    return flow_plan if dimension in FLOW_DIMENSIONS else cv.official_plan
+    return flow_plan if DIMENSIONS[dimension].frames == "window" else cv.official_plan
 
 
 # -- results ------------------------------------------------------------------------------------------------
@@ -203,9 +191,10 @@ class AnimeReward:
                 f"paths: no checkpoint given for {lacking}; use AnimeReward.from_folder(root, ...) to find them"
             )
         self.device = torch.device(device)
-        if quantization not in QUANTIZATIONS:
-            raise ValueError(f"quantization: expected one of {QUANTIZATIONS}, got {quantization!r}")
-        quantized = [d for d in self.dimensions if d in QUANTIZED_DIMENSIONS and d not in self.builders]
+        if quantization not in registry.QUANTIZATIONS:
+            raise ValueError(f"quantization: expected one of {registry.QUANTIZATIONS}, got {quantization!r}")
+        quantized = [d for d in self.dimensions if quantization in DIMENSIONS[d].quantizations
+                     and d not in self.builders]
         if quantization is not None and quantized and self.device.type != "cuda":
             raise ValueError(
                 f"quantization={quantization!r} (bitsandbytes, for {quantized}) loads the weights straight onto a "
@@ -252,7 +241,8 @@ class AnimeReward:
             raise FileNotFoundError(f"root: the weights folder {root_path} does not exist (or is not a folder)")
         if dimensions is None:
             present = available_dimensions(root_path) if root_path is not None else {}
-            dims = [d for d, ok in present.items() if ok] + list(FLOW_DIMENSIONS)
+            dims = [d for d, ok in present.items() if ok] + [
+                d for d in registry.available() if not DIMENSIONS[d].needs_weights]
             if root_path is not None and not any(present.values()):
                 log.warning("no AnimeReward weights found under %s; scoring with the flow metrics only", root_path)
         else:
@@ -292,12 +282,9 @@ class AnimeReward:
             return module
 
     def _build(self, name: str) -> nn.Module:
-        builder = self.builders.get(name)
-        if builder is None:
-            module = importlib.import_module(f".{BUILDER_MODULES[name]}", __package__)
-            builder = module.build_scorer
+        builder = self.builders.get(name) or builder_of(name)
         kwargs: dict[str, Any] = {"dtype": self.dtype, "device": self.device}
-        if name in QUANTIZED_DIMENSIONS and self.quantization is not None:
+        if self.quantization is not None and self.quantization in DIMENSIONS[name].quantizations:
             kwargs["quantization"] = self.quantization
         log.info("loading %s from %s", name, self.paths.get(name, "(no weights)"))
         module = builder(name, self.paths.get(name), **kwargs)
@@ -559,14 +546,24 @@ def _extras(name: str, module: nn.Module, inputs: Mapping[str, torch.Tensor], n:
 
 
 def _official_rel(dimension: str) -> str:
-    from .weights_layout import OFFICIAL_FILES
+    files = DIMENSIONS[dimension].files
+    return files.official if files is not None else dimension
 
-    return OFFICIAL_FILES[dimension].official
+
+def builder_of(name: str) -> Builder:
+    """The registry's scorer builder of a dimension (its module is imported now, on first use)."""
+    scorer = DIMENSIONS[name].scorer
+    if scorer is None:
+        raise DimensionNotAvailableError(not_available_message(name))
+    if callable(scorer):
+        return scorer
+    module = importlib.import_module(scorer, __package__ if scorer.startswith(".") else None)
+    return module.build_scorer
 
 
 def _check_enabled(dims: Sequence[str]) -> None:
     """Known names, and no dimension that has a name but no implementation yet."""
     check_dimension_names(list(dims))
     for d in dims:
-        if d in NOT_IMPLEMENTED:
+        if not DIMENSIONS[d].available:
             raise DimensionNotAvailableError(not_available_message(d))

@@ -9,7 +9,8 @@ The official hub repo (`IndexTeam/Index-anisora`, folder `reward/`) keeps every 
   `<root>/<file name>` for the `.pth` files (e.g. `<root>/checkpoint_06.pth`), and `<root>/<folder name>/`
   holding the Idefics2 files directly instead of in `checkpoint-final/`.
 
-A `.pth` may be replaced by its converted `.safetensors` sibling (same stem; `checkpoints.py` writes it on the
+Which files each dimension has is declared in the registry (`dimensions.py`, `Dimension.files`); this module
+only knows how to find them. A `.pth` may be replaced by its converted `.safetensors` sibling (same stem; `checkpoints.py` writes it on the
 first load). An Idefics2 folder is complete when it has config.json, the safetensors weights (a single file,
 or an index and every shard it names), and the processor and tokenizer configs.
 
@@ -29,41 +30,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .dimensions import ANIMEREWARD_DIMENSIONS, DIMENSIONS, WEIGHTS_SOURCE, check_dimension_names
+from . import dimensions as registry
+from .dimensions import DIMENSIONS, WEIGHTS_SOURCE, WeightsEntry, check_dimension_names
 
-NOT_IMPLEMENTED = ("character_consistency",)
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One dimension's files: `relpath` is relative to the official `weights/` folder."""
-
-    relpath: str
-    kind: str  # "file" (a .pth checkpoint) or "folder" (an HF checkpoint folder)
-
-    @property
-    def official(self) -> str:
-        """The path relative to the hub's `reward/` folder, as error messages show it."""
-        return f"weights/{self.relpath}"
-
-
-# Paths relative to the official `reward/weights/` folder (DESIGN §2 "Checkpoint files").
-OFFICIAL_FILES: dict[str, WeightsEntry] = {
-    "visual_appeal": WeightsEntry(
-        "mantis-8b-idefics2-video-eval-24frame-quality_4096_regression/checkpoint-final", "folder"
-    ),
-    "visual_smoothness": WeightsEntry(
-        "mantis-8b-idefics2-video-eval-24frame-benchmark-1epoch_4096_regression/checkpoint-final", "folder"
-    ),
-    "image_video_consistency": WeightsEntry("Pretrain_humangt_meanvideo_trainset_wGT/checkpoint_06.pth", "file"),
-    "text_video_consistency": WeightsEntry(
-        "Pretrain_text_humangt_meanvideo_trainset_wGT_random_samescore/checkpoint_05.pth", "file"
-    ),
-    "visual_motion": WeightsEntry("testvl-pre76-top187-rec69.pth", "file"),
-}
+# The dimensions with a name but no implementation yet, and the official files of the others: both read off
+# the registry (dimensions.py), which is where they are declared.
+NOT_IMPLEMENTED = tuple(n for n, d in DIMENSIONS.items() if not d.available)
+OFFICIAL_FILES: dict[str, WeightsEntry] = registry.official_files()
 
 # Files an Idefics2 `checkpoint-final/` needs besides its weights (what AutoConfig/AutoProcessor read).
 IDEFICS2_CONFIG_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
@@ -151,7 +126,7 @@ def _check_weighted(dimensions: Iterable[str]) -> list[str]:
     dims = list(dimensions)
     check_dimension_names(dims)
     for d in dims:
-        if d in NOT_IMPLEMENTED:
+        if not DIMENSIONS[d].available:
             raise DimensionNotAvailableError(not_available_message(d))
     return [d for d in dims if DIMENSIONS[d].needs_weights]
 
@@ -194,7 +169,7 @@ def _preferred_base(root: Path) -> Path:
     for base in _bases(root)[:2]:
         if base.is_dir():
             return base
-    for entry in OFFICIAL_FILES.values():
+    for entry in registry.official_files().values():
         cands = _file_candidates(root, entry) if entry.kind == "file" else _folder_candidates(root, entry)
         if any(c.exists() for c in cands):
             return root
@@ -206,7 +181,7 @@ def _find(root: Path, dimension: str) -> tuple[Path | None, list[Path]]:
 
     Raises UnreadableWeightsError when the only started folder for the dimension has a broken file, and
     OSError when the file system refuses (permissions); `scan` turns both into reasons."""
-    entry = OFFICIAL_FILES[dimension]
+    entry = registry.official_files()[dimension]
     if entry.kind == "file":
         for base in _bases(root):
             for cand in _file_candidates(base, entry):
@@ -248,11 +223,11 @@ def scan(root: str | Path | None) -> tuple[dict[str, bool], dict[str, str]]:
 
     Never raises on a folder's contents or permissions: safe where ComfyUI draws menus and validates.
     """
-    out = dict.fromkeys(ANIMEREWARD_DIMENSIONS, False)
+    out = dict.fromkeys(registry.ANIMEREWARD_DIMENSIONS, False)
     problems: dict[str, str] = {}
     if root is None or not _is_dir(Path(root)):
         return out, problems
-    for d in OFFICIAL_FILES:
+    for d in registry.official_files():
         try:
             out[d] = _find(Path(root), d)[0] is not None
         except UnreadableWeightsError as exc:
@@ -278,7 +253,7 @@ def looks_like_weights_root(folder: Path) -> bool:
         return False
     try:
         for base in _bases(folder):
-            for entry in OFFICIAL_FILES.values():
+            for entry in registry.official_files().values():
                 cands = _file_candidates(base, entry) if entry.kind == "file" else _folder_candidates(base, entry)
                 if any(c.exists() for c in cands):
                     return True
@@ -325,7 +300,7 @@ def missing_message(root: Path | None, missing: dict[str, list[Path]]) -> str:
             lines.append(f"  {d}: {p}")
     lines.append(f"Get them from {WEIGHTS_SOURCE}; the files go in this layout (relative to reward/):")
     for d in missing:
-        entry = OFFICIAL_FILES[d]
+        entry = registry.official_files()[d]
         extra = ("/ (config.json, model*.safetensors, processor and tokenizer files)" if entry.kind == "folder"
                  else " (or its converted .safetensors)")
         lines.append(f"  {d}: {entry.official}{extra}")

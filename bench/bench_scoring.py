@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from animereward import dimensions as registry
 from animereward.dimensions import DIMENSIONS
 from animereward.reward import AnimeReward
 from animereward.synthetic_clips import make_clip
@@ -41,9 +42,8 @@ FRAMES = 24
 HEIGHT, WIDTH = 240, 416
 REPEATS = 3
 PROMPT = "a girl with silver hair waves under falling cherry blossoms"  # in the tiny Idefics2 vocabulary
-WEIGHTED = ("visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
-            "image_video_consistency")
-DIMS = (*WEIGHTED, "flow_smoothness", "flow_motion")
+WEIGHTED = registry.weighted()  # the five model dimensions
+DIMS = registry.available()
 
 
 def _init_(module: nn.Module, seed: int) -> nn.Module:

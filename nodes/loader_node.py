@@ -7,6 +7,8 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
+from ..animereward import dimensions as registry
+from ..animereward.dimensions import DIMENSIONS
 from . import model_folder
 from .errors import NodeInputError, from_library
 from .reward_handle import RewardHandle, torch_dtype
@@ -14,13 +16,17 @@ from .types import AnimeRewardType, RewardWeightsType
 
 log = logging.getLogger("AnimeReward")
 
-# The dimensions the library can score today, in panel order (character consistency has its own issue).
-LOADER_DIMENSIONS = (
-    "visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
-    "image_video_consistency", "flow_smoothness", "flow_motion",
-)
-WEIGHTED = frozenset(LOADER_DIMENSIONS[:5])
-QUANTIZABLE = frozenset({"visual_smoothness", "visual_appeal"})  # the two Idefics2-8B models
+def loader_dimensions() -> tuple[str, ...]:
+    """The dimensions the loader offers, in panel order: every one the registry says is implemented."""
+    return registry.available()
+
+
+def dimension_tooltip(name: str) -> str:
+    dim = DIMENSIONS[name]
+    reads = [w for w, on in (("the prompt", dim.needs_prompt), ("the first frame", dim.needs_first_frame)) if on]
+    needs = "no weights (computed from the frames)" if not dim.needs_weights else "its checkpoint in the folder"
+    extra = f"; reads {' and '.join(reads)}" if reads else ""
+    return f"Score {dim.label} ({name}): needs {needs}{extra}."
 
 
 class AnimeRewardLoader(io.ComfyNode):
@@ -39,13 +45,15 @@ class AnimeRewardLoader(io.ComfyNode):
                 io.Combo.Input("weights", options=roots, default=model_folder.NO_WEIGHTS,
                                tooltip="A folder in models/animereward holding the official reward weights. "
                                        "'none' scores with the weight-free flow metrics only."),
-                *[io.Boolean.Input(name, default=True, tooltip=f"Score {name}.") for name in LOADER_DIMENSIONS],
+                *[io.Boolean.Input(name, default=True, tooltip=dimension_tooltip(name)) for name in loader_dimensions()],
                 io.Boolean.Input("skip_missing", default=True,
                                  tooltip="Skip enabled dimensions whose files are missing (listed on the node). "
                                          "Off: missing files are an error listing each one."),
                 io.Combo.Input("dtype", options=["auto", "fp32", "fp16", "bf16"], default="auto"),
-                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none",
-                               tooltip="8/4-bit loading of the Idefics2 models (CUDA + bitsandbytes only)."),
+                io.Combo.Input("quantization", options=["none", *(q for q in registry.QUANTIZATIONS if q)],
+                               default="none", tooltip="8/4-bit loading of the models that take it ("
+                               + ", ".join(d for d in loader_dimensions() if DIMENSIONS[d].quantizations)
+                               + "; CUDA + bitsandbytes only)."),
             ],
             outputs=[AnimeRewardType.Output(display_name="reward")],
             is_output_node=False,
@@ -78,7 +86,7 @@ class AnimeRewardLoader(io.ComfyNode):
         from ..animereward import AnimeReward
         from ..animereward.weights_layout import missing_files, missing_message, scan
 
-        enabled = [d for d in LOADER_DIMENSIONS if toggles.get(d, False)]
+        enabled = [d for d in loader_dimensions() if toggles.get(d, False)]
         if not enabled:
             raise NodeInputError(cls.NODE_NAME, "dimensions", "every dimension is switched off.",
                                  "switch on at least one dimension.")
@@ -88,7 +96,7 @@ class AnimeRewardLoader(io.ComfyNode):
             raise NodeInputError(cls.NODE_NAME, "weights", *problem)
         if weights != model_folder.NO_WEIGHTS:
             root = model_folder.weight_roots()[weights]
-        wanted = [d for d in enabled if d in WEIGHTED]
+        wanted = [d for d in enabled if DIMENSIONS[d].needs_weights]
         missing: dict[str, list[str]] = {}
         if wanted and root is None:
             if not skip_missing:
@@ -117,7 +125,7 @@ class AnimeRewardLoader(io.ComfyNode):
         quant = None if quantization == "none" else quantization
         # bitsandbytes weights cannot be moved between devices, so quantised models are built on the GPU
         # and left out of model management's load/offload (the rest still goes through it).
-        unmanaged = frozenset(d for d in dims if quant and d in QUANTIZABLE)
+        unmanaged = frozenset(d for d in dims if quant and quant in DIMENSIONS[d].quantizations)
         handle = RewardHandle(reward=None, root=root, skipped=missing, unmanaged=unmanaged)
         device = "cpu"
         if unmanaged:
@@ -154,7 +162,8 @@ class AnimeRewardWeights(io.ComfyNode):
             category="AnimeReward",
             description="Weights of each dimension in the total score (only enabled dimensions count; "
                         "the total is the weighted mean).",
-            inputs=[io.Float.Input(d, default=1.0, min=0.0, max=10.0, step=0.05) for d in LOADER_DIMENSIONS],
+            inputs=[io.Float.Input(d, default=DIMENSIONS[d].default_weight, min=0.0, max=10.0, step=0.05)
+                    for d in loader_dimensions()],
             outputs=[RewardWeightsType.Output(display_name="weights")],
         )
 

@@ -27,10 +27,13 @@ def show_scores(node_id: str | None, payload: dict[str, Any]) -> None:
 
 def scores_payload(skipped: Sequence[str], results: Sequence[Any], warnings: Sequence[str],
                    order: Sequence[int] | None = None) -> dict[str, Any]:
-    """What the web front draws: per clip {total, scores}, the ranking (Best-of-N), warnings, and the
-    dimensions the loader skipped for missing files."""
+    """What the web front draws: per clip {total, scores}, the ranking (Best-of-N), warnings, the
+    dimensions the loader skipped for missing files, and the registry's short label of each dimension (the
+    page keeps no list of its own)."""
+    from ..animereward.dimensions import labels
+
     payload: dict[str, Any] = {"clips": [r.to_dict() for r in results], "warnings": list(warnings),
-                               "skipped": sorted(skipped)}
+                               "skipped": sorted(skipped), "labels": labels()}
     if order is not None:
         payload["order"] = list(order)
     return payload

@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from .comfy_compat import check_interrupt
 from .errors import NodeInputError
-from .loader_node import LOADER_DIMENSIONS
+from .loader_node import loader_dimensions
 from .score_display import scores_payload, show_scores
 from .scoring import dimensions_for_inputs, first_frames_for, score_clips
 from .types import AnimeRewardType, RewardWeightsType
@@ -73,7 +73,7 @@ class AnimeRewardScore(io.ComfyNode):
                 *[io.Float.Output(d, display_name=d, tooltip=f"The {d} score, 0 to 1 (higher is better). Not scored "
                                                              "(off, or no weights): a node connected here is "
                                                              "stopped with a message saying why.")
-                  for d in LOADER_DIMENSIONS],
+                  for d in loader_dimensions()],
                 io.String.Output("json", display_name="json"),
             ],
             hidden=[io.Hidden.unique_id],
@@ -89,7 +89,7 @@ class AnimeRewardScore(io.ComfyNode):
         result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
                              node_id=cls.hidden.unique_id, clip_input="video" if video is not None else "frames")[0]
         per_dim = [float(result.scores[d]) if d in result.scores else not_scored(cls.NODE_NAME, d, reward, warnings)
-                   for d in LOADER_DIMENSIONS]
+                   for d in loader_dimensions()]
         show_scores(cls.hidden.unique_id, scores_payload(reward.skipped, [result], warnings))
         return io.NodeOutput(float(result.total), *per_dim, result.to_json())
 

@@ -14,31 +14,32 @@ from .reward_handle import RewardHandle
 
 log = logging.getLogger("AnimeReward")
 
-TEXT_DIMENSIONS = ("visual_smoothness", "visual_appeal", "text_video_consistency")
-FIRST_FRAME_DIMENSIONS = ("image_video_consistency",)
+# What to connect when a dimension lacks an input (the registry says which inputs a dimension reads).
+CONNECT = {
+    "prompt": "connect the text prompt used to generate the clip",
+    "first_frame": "connect the start image of the image-to-video run",
+}
 
 
 def dimensions_for_inputs(node: str, handle: RewardHandle, prompt: str | None, first_frame: Any,
                           skip_unusable: bool) -> tuple[list[str], list[str]]:
     """The dimensions to score given the inputs present, and warnings for those skipped.
 
-    A text dimension without a prompt, or image-video consistency without a first frame, is an error
-    naming the input, unless `skip_unusable` is on: then it is skipped and the warning is shown on the node.
+    A dimension without an input it reads (prompt, first frame) is an error naming the input, unless
+    `skip_unusable` is on: then it is skipped and the warning is shown on the node.
     """
+    from ..animereward.clip_validation import missing_input
+
     dims, warnings = [], []
     for d in handle.dimensions:
-        need = None
-        if d in TEXT_DIMENSIONS and not (prompt and prompt.strip()):
-            need = ("prompt", "connect the text prompt used to generate the clip")
-        elif d in FIRST_FRAME_DIMENSIONS and first_frame is None:
-            need = ("first_frame", "connect the start image of the image-to-video run")
+        need = missing_input(d, prompt, first_frame)
         if need is None:
             dims.append(d)
         elif skip_unusable:
-            warnings.append(f"{d} skipped: no {need[0]}")
+            warnings.append(f"{d} skipped: no {need}")
         else:
-            raise NodeInputError(node, need[0], f"{d} is enabled but '{need[0]}' is empty.",
-                                 f"{need[1]}, switch {d} off in the loader, or turn on skip_unusable.")
+            raise NodeInputError(node, need, f"{d} is enabled but '{need}' is empty.",
+                                 f"{CONNECT[need]}, switch {d} off in the loader, or turn on skip_unusable.")
     if not dims:
         raise NodeInputError(node, "reward", "no dimension can be scored with the inputs given.",
                              "; ".join(warnings))

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from animereward import dimensions as registry
 from animereward_testkit.comfy_paths import REPO_ROOT
 
-FLOW_DIMS = ("flow_smoothness", "flow_motion")
-WEIGHTED_DIMS = ("visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
-                 "image_video_consistency")
+# The loader's dimensions, read off the registry as the loader does (dimensions registered later: pass them).
+FLOW_DIMS = tuple(d for d in registry.available() if not registry.DIMENSIONS[d].needs_weights)
+WEIGHTED_DIMS = registry.weighted()
 
 
 def example(name: str) -> dict[str, Any]:

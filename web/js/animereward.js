@@ -15,11 +15,9 @@ export const EVENT = "animereward.scores";
 export const NODES = new Set(["AnimeRewardScore", "AnimeRewardBestOfN"]);
 export const STORAGE_KEY = "animereward.scores.v1";
 const WIDGET = "animereward_scores";
-const SHORT = {
-  visual_smoothness: "smooth", visual_motion: "motion", visual_appeal: "appeal",
-  text_video_consistency: "text-vid", image_video_consistency: "img-vid",
-  character_consistency: "character", flow_smoothness: "flow-smooth", flow_motion: "flow-motion",
-};
+// Dimension labels come from the server with the scores (`labels`, read off the Python registry of
+// dimensions), so a dimension added there shows here with no change to this file.
+const labelOf = (data, name) => (data.labels && data.labels[name]) || name;
 export const ROW = 16;
 const MAX_WORKFLOWS = 32; // sessionStorage is small: forget the oldest tabs first
 
@@ -30,7 +28,7 @@ export function rowsOf(data) {
     return data.order.map((i, rank) => ({ label: `#${rank + 1} clip ${i}`, value: data.clips[i].total, bold: rank === 0 }));
   }
   const clip = data.clips[0];
-  const rows = Object.entries(clip.scores).map(([k, v]) => ({ label: SHORT[k] || k, value: v }));
+  const rows = Object.entries(clip.scores).map(([k, v]) => ({ label: labelOf(data, k), value: v }));
   rows.push({ label: "total", value: clip.total, bold: true });
   return rows;
 }
@@ -38,7 +36,7 @@ export function rowsOf(data) {
 export function notesOf(data) {
   if (!data) return [];
   const notes = [...(data.warnings || [])];
-  if (data.skipped && data.skipped.length) notes.push(`not loaded: ${data.skipped.map((d) => SHORT[d] || d).join(", ")}`);
+  if (data.skipped && data.skipped.length) notes.push(`not loaded: ${data.skipped.map((d) => labelOf(data, d)).join(", ")}`);
   return notes;
 }
 
