@@ -8,6 +8,8 @@ names it.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,18 +35,20 @@ def server(comfy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         srv.stop()
 
 
-def _graph() -> dict:
+def _graph(seed: int = 0) -> dict:
+    """Numeric node ids, as the page gives them (the score table finds its node by execution id). Another
+    seed for each run: the server would serve an identical prompt from its cache, sending no scores."""
     enabled = {d: d in FLOW_DIMS for d in (*WEIGHTED_DIMS, *FLOW_DIMS)} | {DIMENSION: True}
     return {
-        "1": synthetic("clean", frames=9),
+        "1": synthetic("clean", frames=9, seed=seed),
         "10": {"class_type": "AnimeRewardLoader",
                "inputs": {"weights": "none (flow metrics only)", "skip_missing": True, "dtype": "fp32",
                           "quantization": "none", **enabled}},
-        "w": {"class_type": "AnimeRewardWeights",
+        "11": {"class_type": "AnimeRewardWeights",
               "inputs": {d: 1.0 for d in (*WEIGHTED_DIMS, *FLOW_DIMS)} | {DIMENSION: DEFAULT_WEIGHT}},
-        "2": score(frames=["1", 0], weights=["w", 0]),
+        "2": score(frames=["1", 0], weights=["11", 0]),
         # outputs: total, one float per offered dimension (the dummy last), json
-        "c": capture(float=["2", 1 + len(WEIGHTED_DIMS) + len(FLOW_DIMS)],
+        "3": capture(float=["2", 1 + len(WEIGHTED_DIMS) + len(FLOW_DIMS)],
                      string=["2", 2 + len(WEIGHTED_DIMS) + len(FLOW_DIMS)]),
     }
 
@@ -58,9 +62,7 @@ def test_registered_dimension_reaches_nodes_json(server: ComfyServer) -> None:
     assert info["AnimeRewardScore"]["output_name"][-2:] == [DIMENSION, "json"]
 
     entry = server.run(_graph())
-    got = entry["outputs"]["c"]["captured"][0]
-    import json
-
+    got = entry["outputs"]["3"]["captured"][0]
     data = json.loads(got["string"])
     assert set(data["scores"]) == {*FLOW_DIMS, DIMENSION}
     assert data["scores"][DIMENSION] == pytest.approx(got["float"]) and 0.0 < got["float"] < 1.0
@@ -72,9 +74,10 @@ def test_page_shows_the_label_the_server_sends(server: ComfyServer) -> None:
     from animereward_testkit.browser import comfy_page
 
     with comfy_page(server.url) as (pg, errors):
-        pg.evaluate("wf => window.app.loadApiJson ? window.app.loadApiJson(wf, 'registry') : null", _graph())
+        pg.evaluate("wf => window.app.loadApiJson ? window.app.loadApiJson(wf, 'registry') : null", _graph(seed=1))
         pg.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'AnimeRewardScore')",
                              timeout=30_000)
+        time.sleep(1)  # let the page settle the new workflow tab before queueing from it
         pg.evaluate("window.app.queuePrompt(0, 1)")
         pg.wait_for_function("""() => window.app.graph._nodes
             .find(n => n.type === 'AnimeRewardScore').animerewardScores""", timeout=180_000)
