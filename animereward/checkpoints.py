@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import checkpoint_allowlist, file_kinds
+from .cancel import check
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,19 @@ def _copy_is_stale(copy: Path, source: Path) -> bool:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    """Every tensor of the file, read one by one so a Cancel (cancel.check) stops a multi-GB read."""
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # corrupt or truncated file
+        out: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                check()
+                out[key] = f.get_tensor(key)
+        return out
+    except Exception as exc:  # corrupt or truncated file (Cancel is not an Exception on current ComfyUI)
+        if exc.__class__.__name__ == "InterruptProcessingException":
+            raise  # ComfyUI 0.3.75's Cancel derives from Exception
         reason = file_kinds.not_a_checkpoint(path, "safetensors")
         if reason is not None:  # an LFS pointer, an HTML page, ...: say what it is
             raise CheckpointError(reason) from exc

@@ -22,7 +22,7 @@ CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 POSITIONS = ("auto", *CORNERS)
 MAX_PANEL_FRACTION = 0.42  # of the frame's width and of its height
 MIN_SCALE = 0.5  # below this OpenCV's Hershey font is unreadable: shrink the rendered panel instead
-BLEND_FRAMES = 256  # frames blended per slice
+SLICE_BYTES = 64 * 1024**2  # float32 bytes copied or blended between two Cancel checks
 
 
 def short_label(name: str) -> str:
@@ -97,6 +97,11 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
     return panel
 
 
+def _slice_frames(frames: torch.Tensor) -> int:
+    """Frames per slice: about SLICE_BYTES of float32 RGB (at least one frame)."""
+    return max(1, SLICE_BYTES // max(1, 12 * frames.shape[1] * frames.shape[2]))
+
+
 def _drawable(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(a new float RGB tensor to draw on, the alpha channel as float [T,H,W,1] or None).
 
@@ -111,12 +116,13 @@ def _drawable(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     keep = c == 3 and frames.is_floating_point()
     out = torch.empty((*frames.shape[:3], 3), dtype=frames.dtype if keep else torch.float32, device=frames.device)
     alpha = torch.empty((*frames.shape[:3], 1), dtype=torch.float32, device=frames.device) if c == 4 else None
-    for t0 in range(0, frames.shape[0], BLEND_FRAMES):  # a long clip is seconds of copying: Cancel between slices
+    step = _slice_frames(frames)
+    for t0 in range(0, frames.shape[0], step):  # a long clip is seconds of copying: Cancel between slices
         check()
-        part = frames[t0:t0 + BLEND_FRAMES]
-        out[t0:t0 + BLEND_FRAMES] = part if keep else to_rgb01(part, "frames", clamp=True)
+        part = frames[t0:t0 + step]
+        out[t0:t0 + step] = part if keep else to_rgb01(part, "frames", clamp=True)
         if alpha is not None:
-            alpha[t0:t0 + BLEND_FRAMES] = part[..., 3:].float() / (255.0 if frames.dtype == torch.uint8 else 1.0)
+            alpha[t0:t0 + step] = part[..., 3:].float() / (255.0 if frames.dtype == torch.uint8 else 1.0)
     return out, alpha
 
 
@@ -178,10 +184,11 @@ def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "auto",
     corner = quietest_corner(out, ph, pw, margin) if position == "auto" else position
     y0, x0 = _corner_origin(corner, h, w, ph, pw, margin)
     alpha = patch[..., 3:] * float(np.clip(opacity, 0.0, 1.0))
-    for t0 in range(0, out.shape[0], BLEND_FRAMES):  # in slices: bounded temporaries, Cancel between them
+    step = _slice_frames(out)
+    for t0 in range(0, out.shape[0], step):  # in slices: bounded temporaries, Cancel between them
         check()
-        region = out[t0:t0 + BLEND_FRAMES, y0:y0 + ph, x0:x0 + pw, :].float()
-        out[t0:t0 + BLEND_FRAMES, y0:y0 + ph, x0:x0 + pw, :] = (
+        region = out[t0:t0 + step, y0:y0 + ph, x0:x0 + pw, :].float()
+        out[t0:t0 + step, y0:y0 + ph, x0:x0 + pw, :] = (
             region * (1 - alpha) + patch[..., :3] * alpha).to(out.dtype)
     if alpha_ch is None:
         return out
