@@ -19,11 +19,12 @@ def thumbnail_indices(num_frames: int, per_row: int) -> list[int]:
 
 def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[dict[str, float]],
                   totals: Sequence[float], frames_per_row: int = 4, thumb_height: int = 256,
-                  gap: int = 4) -> torch.Tensor:
+                  gap: int = 4, titles: Sequence[str] | None = None) -> torch.Tensor:
     """clips [N,T,H,W,C] → one RGB image; row r = candidate order[r]: its score panel, then k frames.
 
     C is 3, 4 (alpha dropped, as the scorers do) or 1 (grey shown as grey); any dtype Score accepts (uint8
     is read as 0..255). The panel sits in its own column so it covers none of the frames being compared.
+    `titles` (one per row, in `order`) replaces the default "#rank  clip c" panel titles.
     """
     import cv2
 
@@ -36,7 +37,8 @@ def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[di
     rows = (torch.tensor(list(order))[:, None] * t + torch.tensor(idx)[None, :]).reshape(-1)
     picked = clips.reshape(n * t, h, w, c).index_select(0, rows.to(clips.device)).cpu()
     picked = to_rgb01(picked, "clips", clamp=True)  # float32 RGB 0..1 of the shown frames only
-    panels = [_fit_panel(scores[c], totals[c], f"#{rank + 1}  clip {c}", th) for rank, c in enumerate(order)]
+    panels = [_fit_panel(scores[c], totals[c], titles[rank] if titles else f"#{rank + 1}  clip {c}", th)
+              for rank, c in enumerate(order)]
     pw = max(p.shape[1] for p in panels)
     rh = max(th, *(p.shape[0] for p in panels))  # tiny thumbnails: the panel's minimum size sets the row
     sheet = np.full((n * rh + (n - 1) * gap, pw + gap + k * (tw + gap) - gap, 3), 0.08, dtype=np.float32)

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from .best_of_n_node import AnimeRewardBestOfN
 from .collect_node import AnimeRewardCollect
+from .compare_node import AnimeRewardCompareLoRA
 from .loader_node import AnimeRewardLoader, AnimeRewardWeights
 from .score_node import AnimeRewardOverlay, AnimeRewardScore
 from .synthetic_node import AnimeRewardSyntheticClips
@@ -20,4 +21,5 @@ NODES: list[type[io.ComfyNode]] = [
     AnimeRewardCollect,
     AnimeRewardSyntheticClips,
     AnimeRewardGAPOTrainer,
+    AnimeRewardCompareLoRA,
 ]

@@ -196,3 +196,23 @@ def test_image_to_video_group_trains(comfy, comfy_base_dir, tiny_models, store):
     metrics = json.loads(captured(out, "c")["string"])
     assert metrics["data"]["pairs"] == 3 and len(metrics["history"]) == 2
     assert all(h["loss"] == h["loss"] for h in metrics["history"])  # finite, not NaN
+
+
+def test_tiny_examples_train_then_compare(comfy, tiny_models, store, comfy_base_dir):
+    """The tiny forms of the shipped examples: collect → train_gapo_lora → compare_lora."""
+    if "tiny_wan_rankings" not in store.datasets():
+        comfy.run(example("tiny_wan_collect_rankings"))
+    train = example("tiny_wan_train_gapo_lora")
+    train["c"] = capture(string=["2", 1])
+    out = comfy.run(train)
+    lora_file = captured(out, "c")["string"]
+    assert out["3"]["images"]  # the loss chart, saved
+    compare = example("tiny_wan_compare_lora")
+    compare["14"]["inputs"]["lora_name"] = lora_file
+    compare["c"] = capture(float=["17", 1], string=["17", 2])
+    out = comfy.run(compare)
+    report = json.loads(captured(out, "c")["string"])
+    assert len(report["pairs"]) == 2
+    assert captured(out, "c")["float"] == pytest.approx(sum(p["difference"] for p in report["pairs"]) / 2)
+    sheet = out["21"]["images"][0]
+    assert (comfy_base_dir / "output" / sheet["subfolder"] / sheet["filename"]).is_file()

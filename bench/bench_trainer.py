@@ -1,0 +1,209 @@
+"""Our GAPO LoRA Trainer node against ComfyUI's own TrainLoraNode: time per step and peak memory, one run.
+
+Both nodes run through their own `execute` in a real in-process ComfyUI, on the same Wan model (ComfyUI's
+WanModel class, random weights, loaded by ComfyUI's UNETLoader code), the same two latents, the same text
+conditioning and the same LoRA rank, in float32:
+  ours       GAPO on the pair (winner, loser): a no-grad reference forward (LoRA off) and a trained forward,
+             both B=2, one backward, AdamW; LoRA on the blocks' linear layers.
+  comfyui    TrainLoraNode, batch_size 2 on the same two latents (fine-tuning: one B=2 forward + backward),
+             AdamW, MSE; its LoRA covers every weight (also norms and biases, as diffs).
+Targets (issue): time ratio ours/comfyui ≤ 1.40, peak memory ratio ≤ 1.05. GAPO does one more no-grad
+forward than fine-tuning, so ≈ 4/3 is its floor.
+
+Time per step = (T(steps=K2) − T(steps=K1)) / (K2 − K1) of whole node executions, so each node's set-up
+(clone, adapters, loading, data) cancels out. On the CPU it is process CPU time with torch on one thread (a
+shared machine makes wall time swing; one thread's CPU time is the work); on a GPU, wall time after a sync.
+Memory: each measurement in a fresh subprocess; the peak is VmHWM (reset through /proc/self/clear_refs after a
+1-step warm-up run) minus the resident size before the measured run; on a GPU, max_memory_allocated minus the
+allocation before the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Wan-shaped, scaled to what a shared 2-core CPU steps in about a second: 16 latent channels, patch (1,2,2).
+CPU_MODEL = dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=3)
+CPU_LATENT = (16, 3, 16, 16)  # 9 frames at 128×128 pixels: 192 tokens
+RANK = 16
+K1, K2 = 2, 6
+DATASET = "bench_trainer"
+
+
+def _boot(base: Path) -> Any:
+    for p in (REPO_ROOT, REPO_ROOT / "tests"):
+        if str(p) not in sys.path:
+            sys.path.append(str(p))
+    from animereward_testkit import comfy_paths, inprocess
+
+    comfy_paths.make_base_dir(base)
+    return inprocess.start(comfy_paths.comfyui_dir(), base)
+
+
+def _write_model(models: Path, cfg: dict[str, int]) -> str:
+    import comfy.ldm.wan.model
+    import comfy.ops
+    import safetensors.torch
+    import torch
+    from animereward_testkit.tiny_models import _random_weights
+
+    name = "bench_wan_{dim}x{num_layers}.safetensors".format(**cfg)
+    path = models / "diffusion_models" / name
+    if not path.exists():
+        torch.manual_seed(0)
+        wan = comfy.ldm.wan.model.WanModel(model_type="t2v", in_dim=16, out_dim=16, text_dim=4096, freq_dim=256,
+                                           operations=comfy.ops.disable_weight_init, **cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_file(_random_weights(wan.state_dict()), str(path))
+    return name
+
+
+def _inputs(latent: tuple[int, ...]) -> tuple[Any, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, *latent, generator=g)
+    cond = [[torch.randn(1, 32, 4096, generator=g) * 0.1, {}]]
+    return latents, cond
+
+
+def _seed_dataset(base: Path, latent: tuple[int, ...]) -> None:
+    from gapo_trainer.store import CandidateMeta, PreferenceStore
+
+    store = PreferenceStore(base / "user" / "animereward_datasets")
+    if DATASET in store.datasets():
+        return
+    latents, cond = _inputs(latent)
+    store.add_group(DATASET, latents=latents, positive=cond, negative=[],
+                    candidates=[CandidateMeta(index=0, total=0.9), CandidateMeta(index=1, total=0.1)],
+                    previews=[], preview_ext="webp", model_name="bench", model_hash=None)
+
+
+def _run_ours(model: Any, steps: int, checkpointing: bool, objective: str = "gapo") -> None:
+    import nodes
+
+    cls = nodes.NODE_CLASS_MAPPINGS["AnimeRewardGAPOTrainer"]
+    cls.execute(model=model, dataset=DATASET, steps=steps, learning_rate=1e-4, rank=RANK, alpha=float(RANK),
+                beta=0.0, objective=objective, gap_function="pow2", pair_mode="all", min_gap=0.0, pairs_per_step=1,
+                gradient_accumulation=1, seed=0, gradient_checkpointing=checkpointing, save_every=0,
+                lora_name=f"bench/ours_{steps}", resume=False)
+
+
+def _run_comfyui(model: Any, steps: int, checkpointing: bool, latent: tuple[int, ...]) -> None:
+    from comfy_extras.nodes_train import TrainLoraNode
+
+    latents, cond = _inputs(latent)
+    # two LATENT inputs of one sample each: 0.3.75 leaves `multi_res` unset for a single batched LATENT
+    TrainLoraNode.execute(
+        model=[model], latents=[{"samples": latents[i:i + 1]} for i in range(2)], positive=[cond], batch_size=[2], steps=[steps],
+        grad_accumulation_steps=[1], learning_rate=[1e-4], rank=[RANK], optimizer=["AdamW"], loss_function=["MSE"],
+        seed=[0], training_dtype=["fp32"], lora_dtype=["fp32"], algorithm=["LoRA"],
+        gradient_checkpointing=[checkpointing], existing_lora=["[None]"],
+    )
+
+
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def worker(side: str, what: str, checkpointing: bool, gpu: bool) -> dict[str, float]:
+    """One side in this (fresh) process: 'time' gives seconds per step, 'memory' the peak in bytes."""
+    import torch
+
+    base = Path(os.environ["BENCH_TRAINER_BASE"])
+    comfy = _boot(base)
+    del comfy
+    import comfy.sd
+
+    cuda = gpu and torch.cuda.is_available()
+    if not cuda:
+        torch.set_num_threads(1)
+    cfg = json.loads(os.environ.get("BENCH_TRAINER_MODEL", json.dumps(CPU_MODEL)))
+    latent = tuple(json.loads(os.environ.get("BENCH_TRAINER_LATENT", json.dumps(CPU_LATENT))))
+    name = _write_model(base / "models", cfg)
+    _seed_dataset(base, latent)
+    model = comfy.sd.load_diffusion_model(str(base / "models" / "diffusion_models" / name))
+
+    def run(steps: int) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter() if cuda else time.process_time()
+        with torch.inference_mode():  # as the executor runs nodes
+            if side in ("ours", "ours_sft"):
+                _run_ours(model, steps, checkpointing, "sft" if side == "ours_sft" else "gapo")
+            else:
+                _run_comfyui(model, steps, checkpointing, latent)
+        if cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter() - t0
+        return time.process_time() - t0
+
+    run(1)  # warm-up: imports, allocator
+    if what == "time":
+        t1, t2 = run(K1), run(K2)
+        return {"step_s": (t2 - t1) / (K2 - K1)}
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run(2)
+        return {"peak_bytes": torch.cuda.max_memory_allocated() - before}
+    before = _rss("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    run(2)
+    return {"peak_bytes": _rss("VmHWM") - before}
+
+
+def _subprocess(side: str, what: str, checkpointing: bool, gpu: bool, base: Path, env_extra: dict) -> dict:
+    env = {**os.environ, "BENCH_TRAINER_BASE": str(base), **env_extra}
+    cmd = [sys.executable, "-m", "bench.bench_trainer", "--worker", side, what, str(int(checkpointing)), str(int(gpu))]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{side}/{what} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def compare(checkpointing: bool = False, gpu: bool = False, env_extra: dict | None = None,
+            sides: tuple[str, ...] = ("ours", "comfyui"), base: Path | None = None) -> dict[str, float]:
+    base = base or Path(tempfile.mkdtemp(prefix="animereward-bench-trainer-"))
+    env_extra = env_extra or {}
+    res: dict[str, float] = {}
+    for side in sides:
+        res[f"{side}_step_s"] = _subprocess(side, "time", checkpointing, gpu, base, env_extra)["step_s"]
+        res[f"{side}_peak_mib"] = _subprocess(side, "memory", checkpointing, gpu, base, env_extra)["peak_bytes"] / 2**20
+    res["time_ratio"] = res["ours_step_s"] / res["comfyui_step_s"]
+    res["memory_ratio"] = res["ours_peak_mib"] / res["comfyui_peak_mib"]
+    return res
+
+
+def run() -> list[tuple[str, str]]:
+    rows = []
+    for gc in (False, True):
+        r = compare(checkpointing=gc)
+        tag = "gc on" if gc else "gc off"
+        print(f"[{tag}] ours {r['ours_step_s']:.3f} s/step, peak {r['ours_peak_mib']:.0f} MiB; TrainLoraNode "
+              f"{r['comfyui_step_s']:.3f} s/step, peak {r['comfyui_peak_mib']:.0f} MiB", flush=True)
+        rows += [(f"trainer vs TrainLoraNode time ({tag}, target ≤ 1.40)", f"{r['time_ratio']:.2f}"),
+                 (f"trainer vs TrainLoraNode peak memory ({tag}, target ≤ 1.05)", f"{r['memory_ratio']:.2f}")]
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 6 and sys.argv[1] == "--worker":
+        result = worker(sys.argv[2], sys.argv[3], bool(int(sys.argv[4])), bool(int(sys.argv[5])))
+        print("RESULT " + json.dumps(result), flush=True)
+    else:
+        for name, value in run():
+            print(f"{name}: {value}")
