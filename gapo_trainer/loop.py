@@ -11,6 +11,7 @@ activations are gone before the trained forward builds its graph (peak memory st
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -289,11 +290,11 @@ class Trainer:
                 self._micro_step(self._next_pair(), acc)
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)
-            grad_norm = None
-            if cfg.max_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
-                if self.scaler is None and not torch.isfinite(torch.tensor(grad_norm)):
-                    raise _NonFinite(f"the gradient norm is {grad_norm}")
+            # the norm is always measured (max_norm inf = no clipping): a NaN gradient must not reach the weights
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+            if self.scaler is None and not math.isfinite(grad_norm):
+                raise _NonFinite(f"the gradient norm is {grad_norm}")
         except BaseException:
             self.optimizer.zero_grad(set_to_none=True)
             raise

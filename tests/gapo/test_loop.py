@@ -296,3 +296,29 @@ def test_optimizer_choice_on_the_cpu():
     assert resolve_optimizer("auto", torch.device("cpu")) == "adamw"
     with pytest.raises(ValueError, match="needs a CUDA device and bitsandbytes"):
         resolve_optimizer("adamw8bit", torch.device("cpu"))
+
+
+class _NaNGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class NaNGradient(NaNAfter):
+    """Finite predictions whose gradient is NaN (an overflow in the backward only)."""
+
+    def predict(self, x_t, t, cond):
+        out = self.inner.predict(x_t, t, cond)
+        return _NaNGrad.apply(out) if torch.is_grad_enabled() else out
+
+
+def test_nan_gradient_stops_even_without_clipping():
+    den, lora = setup()
+    before = {k: v.clone() for k, v in lora.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match="gradient norm is nan"):
+        train(NaNGradient(den, 0), lora, make_pairs(), config(max_grad_norm=None))
+    assert all(torch.equal(before[k], v) for k, v in lora.state_dict().items())
