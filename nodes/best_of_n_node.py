@@ -85,31 +85,44 @@ class AnimeRewardBestOfN(io.ComfyNode):
             description="Scores N candidate clips in batches, orders them best first and returns the best "
                         "clip, its index, the top-k clips, a contact sheet and the best candidate's latent.",
             inputs=[
-                AnimeRewardType.Input("reward"),
+                AnimeRewardType.Input("reward", tooltip="The judge from AnimeReward Loader (which dimensions, which weights folder)."),
                 io.Image.Input("images", tooltip="N candidates: one N×T batch (VAEDecode of a latent batch) "
                                                  "or a list of clips."),
                 io.Int.Input("frames_per_clip", default=0, min=0, max=100000,
                              tooltip="Frames in one clip, to split an N×T batch. Ignored for a list of clips."),
-                io.String.Input("prompt", multiline=True, default="", optional=True),
-                io.Image.Input("first_frame", optional=True),
+                io.String.Input("prompt", multiline=True, default="", optional=True,
+                                tooltip="The prompt the candidates were generated from; needed by the text "
+                                        "dimensions (smoothness, appeal, text-video)."),
+                io.Image.Input("first_frame", optional=True,
+                               tooltip="The start image of an image-to-video run; needed by image-video "
+                                       "consistency."),
                 io.Latent.Input("latents", optional=True,
                                 tooltip="The latent batch of the candidates, to output the best one's latent."),
-                RewardWeightsType.Input("weights", optional=True),
+                RewardWeightsType.Input("weights", optional=True,
+                                        tooltip="Optional, from AnimeReward Weights: how much each dimension counts "
+                                                "in the total. Unconnected: every scored dimension counts the same."),
                 io.Int.Input("top_k", default=2, min=0, max=64,
-                             tooltip="How many of the best clips the top_k output holds, best first, as one batch "
+                             tooltip="How many of the best clips the top_k_clips output holds, best first, as one batch "
                                      "(a copy: 0 outputs an empty batch, worth it for long clips)."),
                 io.Int.Input("sheet_frames", default=4, min=1, max=16, tooltip="Frames per contact-sheet row."),
                 io.Boolean.Input("skip_unusable", default=False,
                                  tooltip="Skip, with a warning, dimensions whose prompt or first frame is missing."),
             ],
             outputs=[
-                io.Image.Output("best", display_name="best"),
-                io.Int.Output("best_index", display_name="best_index"),
-                io.String.Output("order", display_name="order", tooltip="Candidate indices, best first."),
-                io.Image.Output("top_k_clips", display_name="top_k"),
-                io.String.Output("scores_json", display_name="scores_json"),
-                io.Image.Output("contact_sheet", display_name="contact_sheet"),
-                io.Latent.Output("best_latent", display_name="best_latent"),
+                io.Image.Output("best", display_name="best", tooltip="The best clip's frames: for the save node."),
+                io.Int.Output("best_index", display_name="best_index",
+                              tooltip="Index of the best clip among the candidates (0 = the first generated)."),
+                io.String.Output("order", display_name="order", tooltip="Candidate indices, best first, e.g. 2,0,3,1."),
+                io.Image.Output("top_k_clips", display_name="top_k_clips",
+                                tooltip="The top_k best clips, best first, as one batch."),
+                io.String.Output("scores_json", display_name="scores_json",
+                                 tooltip="Every candidate's scores and the order as JSON (for Overlay with "
+                                         "clip_index, or Collect)."),
+                io.Image.Output("contact_sheet", display_name="contact_sheet",
+                                tooltip="One row per candidate, best first, with its scores: for Save Image."),
+                io.Latent.Output("best_latent", display_name="best_latent",
+                                 tooltip="The winner's latent, when latents is connected: re-decode, upscale "
+                                         "or refine it."),
             ],
             hidden=[io.Hidden.unique_id],
             is_input_list=True,

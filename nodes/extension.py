@@ -24,7 +24,9 @@ def register_routes() -> None:
 
 class AnimeRewardExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from . import quiet_logs
         from .node_list import NODES
 
+        quiet_logs.install()
         register_routes()
         return list(NODES)

@@ -29,6 +29,23 @@ def dimension_tooltip(name: str) -> str:
     return f"Score {dim.label} ({name}): needs {needs}{extra}."
 
 
+_last_report: list[str] = []  # the last load's line, so a reload with the same outcome stays quiet
+
+
+def report_skipped(node: str, root: Path | None, missing: dict[str, list[str]]) -> None:
+    """One log line per load for the dimensions skipped (not one per dimension), a warning only when it says
+    something new: an unchanged outcome (the same folder, the same dimensions missing) is logged at debug."""
+    if not missing:
+        return
+    if root is None:
+        line = f"{node}: no weights folder chosen, so {', '.join(missing)} are not loaded (the flow metrics need none)"
+    else:
+        line = f"{node}: skipping dimensions whose files are missing in {root}: " + "; ".join(
+            f"{d} ({', '.join(paths)})" for d, paths in missing.items())
+    log.log(logging.DEBUG if _last_report == [line] else logging.WARNING, "%s", line)
+    _last_report[:] = [line]
+
+
 class AnimeRewardLoader(io.ComfyNode):
     NODE_NAME = "AnimeReward Loader"
 
@@ -49,13 +66,17 @@ class AnimeRewardLoader(io.ComfyNode):
                 io.Boolean.Input("skip_missing", default=True,
                                  tooltip="Skip enabled dimensions whose files are missing (listed on the node). "
                                          "Off: missing files are an error listing each one."),
-                io.Combo.Input("dtype", options=["auto", "fp32", "fp16", "bf16"], default="auto"),
+                io.Combo.Input("dtype", options=["auto", "fp32", "fp16", "bf16"], default="auto",
+                               tooltip="Precision of the reward models. auto follows ComfyUI: bf16/fp16 on a GPU, "
+                                       "fp32 on the CPU. fp32 only if a GPU run gives NaN scores."),
                 io.Combo.Input("quantization", options=["none", *(q for q in registry.QUANTIZATIONS if q)],
                                default="none", tooltip="8/4-bit loading of the models that take it ("
                                + ", ".join(d for d in loader_dimensions() if DIMENSIONS[d].quantizations)
                                + "; CUDA + bitsandbytes only)."),
             ],
-            outputs=[AnimeRewardType.Output(display_name="reward")],
+            outputs=[AnimeRewardType.Output("reward", display_name="reward",
+                                            tooltip="The judge, for AnimeReward Score and Best-of-N. Its models "
+                                                    "load on first use, under ComfyUI's model management.")],
             is_output_node=False,
         )
 
@@ -120,8 +141,7 @@ class AnimeRewardLoader(io.ComfyNode):
         if not dims:
             raise NodeInputError(cls.NODE_NAME, "weights", f"no enabled dimension has its files: {missing}.",
                                  "put the official files in the folder, or enable the flow metrics.")
-        for d, paths in missing.items():
-            log.warning("%s: skipping %s, missing %s", cls.NODE_NAME, d, ", ".join(paths))
+        report_skipped(cls.NODE_NAME, root, missing)
         quant = None if quantization == "none" else quantization
         # bitsandbytes weights cannot be moved between devices, so quantised models are built on the GPU
         # and left out of model management's load/offload (the rest still goes through it).
@@ -162,9 +182,13 @@ class AnimeRewardWeights(io.ComfyNode):
             category="AnimeReward",
             description="Weights of each dimension in the total score (only enabled dimensions count; "
                         "the total is the weighted mean).",
-            inputs=[io.Float.Input(d, default=DIMENSIONS[d].default_weight, min=0.0, max=10.0, step=0.05)
+            inputs=[io.Float.Input(d, default=DIMENSIONS[d].default_weight, min=0.0, max=10.0, step=0.05,
+                                   tooltip=f"How much {DIMENSIONS[d].label} counts in the total, 0 to 10 (1 = as much "
+                                           "as the others, 0 = shown but left out of the total).")
                     for d in loader_dimensions()],
-            outputs=[RewardWeightsType.Output(display_name="weights")],
+            outputs=[RewardWeightsType.Output("weights", display_name="weights",
+                                              tooltip="Connect to the weights input of AnimeReward Score or "
+                                                      "Best-of-N.")],
         )
 
     @classmethod

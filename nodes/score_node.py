@@ -56,25 +56,30 @@ class AnimeRewardScore(io.ComfyNode):
             category="AnimeReward",
             description="Scores one clip on every enabled AnimeReward dimension; shows the scores on the node.",
             inputs=[
-                AnimeRewardType.Input("reward"),
+                AnimeRewardType.Input("reward", tooltip="The judge from AnimeReward Loader (which dimensions, which weights folder)."),
                 io.Image.Input("frames", optional=True, tooltip="The clip as IMAGE frames."),
                 io.Video.Input("video", optional=True, tooltip="Or the clip as a VIDEO."),
                 io.String.Input("prompt", multiline=True, default="", optional=True,
                                 tooltip="The text prompt of the clip (needed by the text dimensions)."),
                 io.Image.Input("first_frame", optional=True,
                                tooltip="The conditioning image (needed by image-video consistency)."),
-                RewardWeightsType.Input("weights", optional=True),
+                RewardWeightsType.Input("weights", optional=True,
+                                  tooltip="Optional, from AnimeReward Weights: how much each dimension counts in "
+                                          "the total. Unconnected: every scored dimension counts the same."),
                 io.Boolean.Input("skip_unusable", default=False,
                                  tooltip="Skip, with a warning, dimensions whose input (prompt or first frame) "
                                          "is missing instead of failing."),
             ],
             outputs=[
-                io.Float.Output("total", display_name="total"),
+                io.Float.Output("total", display_name="total",
+                                tooltip="Weighted mean of the scored dimensions, 0 to 1 (higher is better)."),
                 *[io.Float.Output(d, display_name=d, tooltip=f"The {d} score, 0 to 1 (higher is better). Not scored "
                                                              "(off, or no weights): a node connected here is "
                                                              "stopped with a message saying why.")
                   for d in loader_dimensions()],
-                io.String.Output("json", display_name="json"),
+                io.String.Output("json", display_name="json",
+                                 tooltip="Every score, the weights and the skipped dimensions as JSON: for "
+                                         "AnimeReward Overlay, or a text node to read them."),
             ],
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
@@ -105,17 +110,20 @@ class AnimeRewardOverlay(io.ComfyNode):
             category="AnimeReward",
             description="Draws a score panel (a bar per dimension and the total) on every frame.",
             inputs=[
-                io.Image.Input("frames"),
+                io.Image.Input("frames", tooltip="The clip to draw the panel on (the clip that was scored)."),
                 io.String.Input("scores_json", force_input=True,
                                 tooltip="The json output of AnimeReward Score (or one clip of Best-of-N's)."),
                 io.Combo.Input("position", options=POSITIONS, default="auto",
                                tooltip="Corner of the score panel; auto picks the corner where the clip shows least "
                                        "(flat background rather than the character)."),
-                io.Float.Input("opacity", default=0.85, min=0.0, max=1.0, step=0.05),
+                io.Float.Input("opacity", default=0.85, min=0.0, max=1.0, step=0.05,
+                               tooltip="0 invisible … 1 opaque; 0.85 keeps the picture faintly visible under "
+                                       "the panel."),
                 io.Int.Input("clip_index", default=0, min=0, max=4096,
                              tooltip="Which clip of a Best-of-N json to draw (ignored for Score's json)."),
             ],
-            outputs=[io.Image.Output(display_name="frames")],
+            outputs=[io.Image.Output("scored_frames", display_name="scored_frames",
+                                     tooltip="The clip with the score panel drawn on every frame.")],
         )
 
     @classmethod

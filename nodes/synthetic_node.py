@@ -25,12 +25,18 @@ class AnimeRewardSyntheticClips(io.ComfyNode):
                 io.String.Input("defects", default="clean, flicker, jitter, freeze",
                                 tooltip="One candidate per comma-separated entry: clean, flicker, jitter, "
                                         "freeze, distortion, static, or several joined with '+'."),
-                io.Int.Input("frames", default=17, min=2, max=1024),
-                io.Int.Input("width", default=320, min=16, max=4096, step=8),
-                io.Int.Input("height", default=192, min=16, max=4096, step=8),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.Int.Input("frames", default=17, min=2, max=1024,
+                             tooltip="Frames per clip; 17 is enough for the flow metrics."),
+                io.Int.Input("width", default=320, min=16, max=4096, step=8,
+                             tooltip="Frame width; 320×192 is quick on a CPU."),
+                io.Int.Input("height", default=192, min=16, max=4096, step=8, tooltip="Frame height in pixels (a multiple of 8)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="The scene: same seed, same shapes and motion in every candidate."),
             ],
-            outputs=[io.Image.Output(display_name="images"), io.Int.Output(display_name="frames_per_clip")],
+            outputs=[io.Image.Output("images", display_name="images",
+                                     tooltip="All candidates as one N×T batch, like VAEDecode of a latent batch."),
+                     io.Int.Output("frames_per_clip", display_name="frames_per_clip",
+                                   tooltip="Frames in one clip: connect to Best-of-N's frames_per_clip.")],
         )
 
     @classmethod

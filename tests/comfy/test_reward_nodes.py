@@ -175,7 +175,7 @@ def test_overlay_draws_on_every_frame(comfy):
     s = g.add(**score(frames=clips["images"], reward=reward["reward"]))
     over = g.add("AnimeRewardOverlay", frames=clips["images"], scores_json=s["json"], position="top-right",
                  opacity=1.0, clip_index=0)
-    c = g.add(**capture(image=over["frames"]))
+    c = g.add(**capture(image=over["scored_frames"]))
     d = g.add(**capture(image=clips["images"]))
     out = comfy.run(g.prompt())
     drawn, orig = captured(out, c)["image"], captured(out, d)["image"]
