@@ -263,10 +263,14 @@ class AnimeRewardCollect(io.ComfyNode):
                                     scores=cand.scores[i]["scores"] if cand.scores else {},
                                     total=cand.scores[i]["total"] if cand.scores else None)
                       for i in range(cand.n)]
-        meta = store.add_group(dataset, latents=samples.detach().cpu(), positive=conds["positive"],
-                               negative=conds["negative"], candidates=candidates, previews=previews,
-                               preview_ext=PREVIEW_EXT, model_name=model_name, model_hash=model_hash,
-                               prompt=text, negative_prompt=negative_text, sampler=sampler or None)
+        try:  # the store checks everything (e.g. latents of another model than the dataset's) before writing
+            meta = store.add_group(dataset, latents=samples.detach().cpu(), positive=conds["positive"],
+                                   negative=conds["negative"], candidates=candidates, previews=previews,
+                                   preview_ext=PREVIEW_EXT, model_name=model_name, model_hash=model_hash,
+                                   prompt=text, negative_prompt=negative_text, sampler=sampler or None)
+        except StoreError as e:
+            raise NodeInputError(NODE, "dataset", str(e), "collect each video model's candidates into a "
+                                 "dataset of their own (a new name).") from e
         ranking, status = "", "stored"
         if wait_for_ranking:
             ranking, status = cls._wait(store, dataset, meta.group_id, int(timeout_seconds))

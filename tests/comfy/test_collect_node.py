@@ -161,6 +161,10 @@ def test_disagreeing_counts_and_unstorable_conditioning_are_refused_before_writi
            "o": {"class_type": "AnimeRewardTestOddConditioning", "inputs": {"conditioning": ["c", 0]}}}
     wf["30"]["inputs"] |= {"positive": ["c", 0], "negative": ["o", 0]}
     _refused(comfy, wf, "'negative'", "negative[0]['odd']", "Fix:")
+    ltx = cheap_group("refusals", n=2)  # 128-channel LTX-Video latents into a dataset of 16-channel Wan ones
+    ltx["2"] = {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9,
+                                                                 "batch_size": 2}}
+    _refused(comfy, ltx, "'dataset'", "another model", "Fix:")
     one = cheap_group("refusals", n=1)
     _refused(comfy, one, "a ranked group needs 2 or more", "Fix:")
     assert store.count("refusals") == 1 and _dataset_files(root, "refusals") == files
