@@ -262,3 +262,27 @@ def test_collect_node_has_tooltips_and_help_page(comfy):
     assert all(o.tooltip for o in schema.outputs)
     assert (REPO_ROOT / "web" / "docs" / "AnimeRewardCollect.md").read_text().count("##") >= 3
 
+
+
+def test_model_prompt_and_sampler_are_read_from_the_workflow(comfy):
+    """Through LoRA loaders to the model file, through WanImageToVideo to each text encoder (output 1 is the
+    negative), and the literal settings of the sampler that made the latents."""
+    ident = _pack("nodes.model_identity")
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "style.safetensors",
+                                                              "strength_model": 0.8}},
+        "3": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["2", 0], "shift": 8.0}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a girl waves", "clip": ["9", 0]}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["9", 0]}},
+        "6": {"class_type": "WanImageToVideo", "inputs": {"positive": ["4", 0], "negative": ["5", 0]}},
+        "7": {"class_type": "KSamplerAdvanced", "inputs": {"model": ["3", 0], "noise_seed": 42, "steps": 20,
+                                                           "cfg": 5.0, "sampler_name": "uni_pc", "positive": ["6", 0],
+                                                           "negative": ["6", 1], "latent_image": ["6", 2]}},
+    }
+    assert ident.model_name_from_graph(prompt, ["3", 0]) == "wan.safetensors + style.safetensors@0.8"
+    assert ident.text_from_graph(prompt, ["6", 0]) == "a girl waves"
+    assert ident.text_from_graph(prompt, ["6", 1]) == "blurry"
+    assert ident.sampler_from_graph(prompt, ["7", 0]) == {"noise_seed": 42, "steps": 20, "cfg": 5.0,
+                                                           "sampler_name": "uni_pc", "node": "KSamplerAdvanced"}
+    assert ident.model_name_from_graph(prompt, None) is None and ident.text_from_graph(None, ["6", 0]) is None
