@@ -18,8 +18,13 @@ from typing import TYPE_CHECKING, Any
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     "AnimeReward": "reward",
-    "RewardScores": "reward",
-    "resolve_weights": "reward",
+    "RewardScores": "scores",
+    "resolve_weights": "scores",
+    "rank": "scores",
+    "Hooks": "hooks",
+    "CallbackHooks": "hooks",
+    "BatchShape": "hooks",
+    "register": "dimensions",
     "ClipBatch": "scorer_protocol",
     "DIMENSIONS": "dimensions",
     "ANIMEREWARD_DIMENSIONS": "dimensions",
@@ -42,15 +47,20 @@ __all__ = [
     "OFFICIAL_TO_OURS",
     "WEIGHTS_SOURCE",
     "AnimeReward",
+    "BatchShape",
+    "CallbackHooks",
     "ClipBatch",
     "ClipInputError",
     "ClipValueWarning",
     "DimensionNotAvailableError",
+    "Hooks",
     "MissingWeightsError",
     "RewardScores",
     "available_dimensions",
     "locate",
     "missing_files",
+    "rank",
+    "register",
     "resolve_weights",
 ]
 
@@ -62,9 +72,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never executed
         FLOW_DIMENSIONS,
         OFFICIAL_TO_OURS,
         WEIGHTS_SOURCE,
+        register,
     )
-    from .reward import AnimeReward, RewardScores, resolve_weights
+    from .hooks import BatchShape, CallbackHooks, Hooks
+    from .reward import AnimeReward
     from .scorer_protocol import ClipBatch
+    from .scores import RewardScores, rank, resolve_weights
     from .weights_layout import (
         DimensionNotAvailableError,
         MissingWeightsError,

@@ -289,7 +289,7 @@ class ActionClipMotionScorer(nn.Module):
         """The official 24-frame `img_all` of each clip, then its 8 motion frames: video [N, 8, 3, 224, 224]."""
         clips = []
         for frames in batch.frames:
-            img_all = sampled_clip(frames)
+            img_all = sampled_clip(frames, batch.memo)
             clips.append(img_all[motion_frame_indices(img_all.shape[0])])
         video = torch.stack(clips) if clips else torch.empty(0, MOTION_FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE)
         return {"video": video.to(device=self.device, dtype=self.dtype)}

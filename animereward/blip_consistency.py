@@ -91,7 +91,7 @@ def _segment_mean(values: torch.Tensor, index: torch.Tensor, num_segments: int) 
 
 def _stack_clips(batch: ClipBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Official sampling + preprocessing of every clip, stacked: frames [ΣT,3,224,224], clip index [ΣT]."""
-    clips = [sampled_clip(f) for f in batch.frames]
+    clips = [sampled_clip(f, batch.memo) for f in batch.frames]
     index = torch.cat([torch.full((c.shape[0],), i, dtype=torch.long) for i, c in enumerate(clips)])
     return torch.cat(clips, 0), index
 

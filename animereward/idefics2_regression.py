@@ -9,7 +9,7 @@ transformers' own `Idefics2Model` instead of the Mantis fork:
   the pixels are made by `clip_pixel_values` with the same bits, faster: the processor's own output size, PIL
   resize of each frame on a few threads, and its rescale/normalise applied through a table built by its own
   methods (see `PixelRecipe`); any other image processor is called as it is. Both regression models share
-  the result within a call (`clip_memo`);
+  the result within a call (the call's `ClipMemo`);
 - text: `REGRESSION_QUERY_PROMPT` with the user's prompt, then `"<image> "` once per frame;
 - model: `Idefics2Model` under the attribute `model` and `score = nn.Linear(hidden, num_labels)` with bias, so
   the state-dict keys are exactly those of Mantis' `Idefics2ForSequenceClassification` checkpoints
@@ -49,7 +49,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .clip_memo import memoised
+from .clip_memo import ClipMemo, memoised
 from .dimensions import DIMENSIONS, WEIGHTS_SOURCE
 from .file_kinds import not_a_checkpoint, sniff
 from .preprocess import apply_lut, channel_lut, resize_uint8, sample_frame_indices, sampled_uint8
@@ -143,12 +143,13 @@ def pixel_recipe(image_processor: Any) -> PixelRecipe | None:
     return PixelRecipe(size, int(ip.resample), channel_lut(values), json.dumps(settings, sort_keys=True, default=str))
 
 
-def clip_pixel_values(processor: Any, recipe: PixelRecipe | None, frames: torch.Tensor) -> torch.Tensor:
+def clip_pixel_values(processor: Any, recipe: PixelRecipe | None, frames: torch.Tensor,
+                      memo: ClipMemo | None = None) -> torch.Tensor:
     """[t,3,h,w] float32 pixel values of a clip's official frames, as `processor.image_processor` makes them
-    (memoised per call: both regression models read them)."""
+    (memoised in the call's memo: both regression models read them)."""
 
     def compute() -> torch.Tensor:
-        u8 = sampled_uint8(frames)
+        u8 = sampled_uint8(frames, memo)
         if recipe is None:
             images = [Image.fromarray(f) for f in u8]
             return processor.image_processor(images=[images], return_tensors="pt")["pixel_values"][0]
@@ -157,7 +158,7 @@ def clip_pixel_values(processor: Any, recipe: PixelRecipe | None, frames: torch.
         return apply_lut(resized, recipe.lut)
 
     key = ("idefics2_pixels", recipe.key if recipe is not None else id(processor))
-    return memoised(frames, key, compute)
+    return memoised(memo, frames, key, compute)
 
 
 def official_position_ids(patch_attention_mask: torch.Tensor, num_patches_per_side: int) -> torch.Tensor:
@@ -237,7 +238,7 @@ def scorer_class() -> type:
             per_clip = []
             for i, frames in enumerate(batch.frames):
                 prompt = batch.prompts[i] if i < len(batch.prompts) else None
-                pixels = clip_pixel_values(self.processor, self.fast_pixels, frames)
+                pixels = clip_pixel_values(self.processor, self.fast_pixels, frames, batch.memo)
                 # Text alone: the processor expands each <image> the same way with or without the images.
                 num_images = len(sample_frame_indices(frames.shape[0]))  # splitting makes more pixel rows
                 enc = dict(self.processor(text=build_eval_prompt(prompt, num_images), return_tensors="pt"))

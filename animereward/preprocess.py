@@ -9,7 +9,7 @@ same bits, only faster:
   the frames spread over a few threads (PIL releases the GIL while it resamples);
 - normalisation: a 256-entry table per channel built with the official float32 ops (ToTensor's /255, then
   Normalize's (x - mean) / std), applied with `cv2.LUT`: the same floats, 8x faster than the arithmetic.
-Per-clip results go through `clip_memo`, so the dimensions of one call share them.
+Per-clip results go through the call's `ClipMemo` (clip_memo.py), so the dimensions of one call share them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .clip_memo import memoised
+from .clip_memo import ClipMemo, memoised
 
 MAX_NUM_FRAMES = 24  # frames the reward models see
 MAX_LENGTH = 144  # only the first 144 frames are sampled from
@@ -143,15 +143,16 @@ def preprocess_frames(frames: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Ten
     return normalize(resize_uint8(to_uint8(frames), size))
 
 
-def sampled_uint8(frames: torch.Tensor) -> np.ndarray:
-    """The official frame sample of a clip as uint8 [t,H,W,3] (memoised per call, see clip_memo)."""
-    return memoised(frames, "sampled_uint8", lambda: to_uint8(frames, sample_frame_indices(frames.shape[0])))
+def sampled_uint8(frames: torch.Tensor, memo: ClipMemo | None = None) -> np.ndarray:
+    """The official frame sample of a clip as uint8 [t,H,W,3] (memoised in the call's memo, see clip_memo)."""
+    return memoised(memo, frames, "sampled_uint8",
+                    lambda: to_uint8(frames, sample_frame_indices(frames.shape[0])))
 
 
-def sampled_clip(frames: torch.Tensor) -> torch.Tensor:
+def sampled_clip(frames: torch.Tensor, memo: ClipMemo | None = None) -> torch.Tensor:
     """The 24 (or fewer) frames the official code feeds every model, preprocessed: [t,3,224,224].
 
-    Memoised for the same, unmodified tensor object until `clip_memo.forget()`; do not modify it in place.
+    Memoised in `memo` (the call's) for the same, unmodified tensor object; do not modify it in place.
     """
-    return memoised(frames, "img_all", lambda: normalize(resize_uint8(sampled_uint8(frames))))
+    return memoised(memo, frames, "img_all", lambda: normalize(resize_uint8(sampled_uint8(frames, memo))))
 

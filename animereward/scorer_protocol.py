@@ -12,6 +12,12 @@ from typing import Protocol
 
 import torch
 
+from .clip_memo import ClipMemo
+
+# Clips per batched forward unless the caller says otherwise (AnimeReward.score_batch, the Loader node's
+# batch_size). Why 8: docs/batch-size.md.
+DEFAULT_BATCH_SIZE = 8
+
 
 @dataclass
 class ClipBatch:
@@ -20,6 +26,9 @@ class ClipBatch:
     frames: list[torch.Tensor]
     prompts: list[str | None] = field(default_factory=list)
     first_frames: list[torch.Tensor | None] = field(default_factory=list)  # each [H,W,3] or None
+    # Results derived from these frames, shared by every scorer of one call (the facade gives all batches of
+    # a call one memo; a batch made on its own gets its own).
+    memo: ClipMemo = field(default_factory=ClipMemo)
 
     def __len__(self) -> int:
         return len(self.frames)

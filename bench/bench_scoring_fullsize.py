@@ -39,7 +39,6 @@ def _build(name: str, _weights: Any, **_: Any) -> nn.Module:
 
 
 def run() -> list[tuple[str, str]]:
-    from animereward import clip_memo
     from animereward.scorer_protocol import ClipBatch
 
     torch.manual_seed(0)
@@ -54,7 +53,6 @@ def run() -> list[tuple[str, str]]:
         for d in DIMS:  # also the warm-up
             reward.scorer(d)(**inputs[d])
         bare = time.perf_counter() - t0
-    clip_memo.forget()
 
     inside = {"s": 0.0}
     for d in DIMS:

@@ -76,11 +76,13 @@ def _one(value: Any, default: Any = None) -> Any:
 
 
 class AnimeRewardBestOfN(io.ComfyNode):
+    NODE_NAME = NODE  # shown as its title and in its errors
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AnimeRewardBestOfN",
-            display_name=NODE,
+            display_name=cls.NODE_NAME,
             category="AnimeReward",
             description="Scores N candidate clips in batches, orders them best first and returns the best "
                         "clip, its index, the top-k clips, a contact sheet and the best candidate's latent.",
@@ -133,6 +135,7 @@ class AnimeRewardBestOfN(io.ComfyNode):
     def execute(cls, reward, images, frames_per_clip, prompt=None, first_frame=None, latents=None,
                 weights=None, top_k=None, sheet_frames=None, skip_unusable=None) -> io.NodeOutput:
         from ..animereward.contact_sheet import contact_sheet
+        from ..animereward.scores import rank
 
         handle = _one(reward)
         if not images or all(c.shape[0] == 0 for c in images):
@@ -152,8 +155,8 @@ class AnimeRewardBestOfN(io.ComfyNode):
         node_id = _one(cls.hidden.unique_id) if cls.hidden else None
         results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights), node_id=node_id,
                               clip_input="images")
-        totals = [r.total for r in results]
-        order = sorted(range(n), key=lambda i: -totals[i])  # stable: ties keep generation order
+        totals = [float(r.total) for r in results]
+        order = rank(totals)  # best first, ties in generation order (the library's ranking)
         best = order[0]
         k = min(int(_one(top_k, 2)), n)
         sheet = contact_sheet(clips, order, [r.scores for r in results], totals,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..animereward import dimensions as registry
 from ..animereward.dimensions import DIMENSIONS
+from ..animereward.scorer_protocol import DEFAULT_BATCH_SIZE
 from . import model_folder
 from .errors import NodeInputError, from_library
 from .reward_handle import RewardHandle, torch_dtype
@@ -73,6 +75,10 @@ class AnimeRewardLoader(io.ComfyNode):
                                default="none", tooltip="8/4-bit loading of the models that take it ("
                                + ", ".join(d for d in loader_dimensions() if DIMENSIONS[d].quantizations)
                                + "; CUDA + bitsandbytes only)."),
+                io.Int.Input("batch_size", default=DEFAULT_BATCH_SIZE, min=1, max=64, optional=True,
+                             tooltip="Clips per forward when scoring several (Best-of-N). Larger is faster on a "
+                                     "big GPU and needs more VRAM; lower it if scoring runs out of memory. "
+                                     "See docs/batch-size.md."),
             ],
             outputs=[AnimeRewardType.Output("reward", display_name="reward",
                                             tooltip="The judge, for AnimeReward Score and Best-of-N. Its models "
@@ -103,7 +109,7 @@ class AnimeRewardLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, weights: str, skip_missing: bool, dtype: str, quantization: str,
-                **toggles: bool) -> io.NodeOutput:
+                batch_size: int = DEFAULT_BATCH_SIZE, **toggles: bool) -> io.NodeOutput:
         from ..animereward import AnimeReward
         from ..animereward.weights_layout import missing_files, missing_message, scan
 
@@ -146,18 +152,11 @@ class AnimeRewardLoader(io.ComfyNode):
         # bitsandbytes weights cannot be moved between devices, so quantised models are built on the GPU
         # and left out of model management's load/offload (the rest still goes through it).
         unmanaged = frozenset(d for d in dims if quant and quant in DIMENSIONS[d].quantizations)
-        handle = RewardHandle(reward=None, root=root, skipped=missing, unmanaged=unmanaged)
-        device = "cpu"
-        if unmanaged:
-            import comfy.model_management as mm
-
-            device = mm.get_torch_device()
+        device = mm.get_torch_device() if unmanaged else "cpu"
         with from_library(cls.NODE_NAME):
-            handle.reward = AnimeReward.from_folder(
-                root, dims, dtype=torch_dtype(dtype), device=device, quantization=quant,
-                before_forward=handle.before_forward,
-            )
-        return io.NodeOutput(handle)
+            reward = AnimeReward.from_folder(root, dims, dtype=torch_dtype(dtype), device=device, quantization=quant)
+        return io.NodeOutput(RewardHandle(reward=reward, root=root, skipped=missing, unmanaged=unmanaged,
+                                          batch_size=int(batch_size)))
 
 
 def _weights_problem(weights: object) -> tuple[str, str] | None:
@@ -174,11 +173,13 @@ def _weights_problem(weights: object) -> tuple[str, str] | None:
 class AnimeRewardWeights(io.ComfyNode):
     """Per-dimension weights for the total; one node can feed Score and Best-of-N alike."""
 
+    NODE_NAME = "AnimeReward Weights"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AnimeRewardWeights",
-            display_name="AnimeReward Weights",
+            display_name=cls.NODE_NAME,
             category="AnimeReward",
             description="Weights of each dimension in the total score (only enabled dimensions count; "
                         "the total is the weighted mean).",
@@ -194,5 +195,5 @@ class AnimeRewardWeights(io.ComfyNode):
     @classmethod
     def execute(cls, **weights: float) -> io.NodeOutput:
         if not any(w > 0 for w in weights.values()):
-            raise NodeInputError("AnimeReward Weights", "weights", "all weights are 0.", "give one a weight above 0.")
+            raise NodeInputError(cls.NODE_NAME, "weights", "all weights are 0.", "give one a weight above 0.")
         return io.NodeOutput(dict(weights))

@@ -9,7 +9,10 @@ history; the web front (web/js/animereward.js) keeps the table on the node acros
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..animereward.scores import RewardScores
 
 EVENT = "animereward.scores"
 
@@ -25,7 +28,7 @@ def show_scores(node_id: str | None, payload: dict[str, Any]) -> None:
     instance.send_sync(EVENT, message, getattr(instance, "client_id", None))
 
 
-def scores_payload(skipped: Sequence[str], results: Sequence[Any], warnings: Sequence[str],
+def scores_payload(skipped: Sequence[str], results: Sequence[RewardScores], warnings: Sequence[str],
                    order: Sequence[int] | None = None) -> dict[str, Any]:
     """What the web front draws: per clip {total, scores}, the ranking (Best-of-N), warnings, the
     dimensions the loader skipped for missing files, and the registry's short label of each dimension (the

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from comfy_api.latest import io
@@ -15,6 +13,9 @@ from .loader_node import loader_dimensions
 from .score_display import scores_payload, show_scores
 from .scoring import dimensions_for_inputs, first_frames_for, score_clips
 from .types import AnimeRewardType, RewardWeightsType
+
+if TYPE_CHECKING:
+    from ..animereward.scores import RewardScores
 
 POSITIONS = ["auto", "top-left", "top-right", "bottom-left", "bottom-right"]  # animereward.overlay.POSITIONS
 
@@ -133,35 +134,19 @@ class AnimeRewardOverlay(io.ComfyNode):
 
         entry = parse_scores_json(cls.NODE_NAME, scores_json, clip_index)
         with scope(check_interrupt):  # Cancel between slices of a long clip
-            out = draw_scores(frames, entry["scores"], entry.get("total"), position, opacity)
+            out = draw_scores(frames, entry.scores, entry.total, position, opacity)
         return io.NodeOutput(out)
 
 
-def parse_scores_json(node: str, text: str, clip_index: int = 0) -> dict:
-    """A Score json ({total, scores, ...}) or a Best-of-N json ({clips: [...]}) → one clip's entry."""
+def parse_scores_json(node: str, text: str, clip_index: int = 0) -> RewardScores:
+    """A Score json ({total, scores, ...}) or a Best-of-N json ({clips: [...]}) → one clip's scores (read by the
+    library, `RewardScores.from_json`); its errors name this node's input and how to fix it."""
+    from ..animereward.scores import RewardScores, ScoresFormatError
+
     try:
-        data = json.loads(text)
-    except (TypeError, ValueError) as e:
-        raise NodeInputError(node, "scores_json", f"not JSON ({e}).",
-                             "connect the json output of AnimeReward Score or Best-of-N.") from e
-    if isinstance(data, dict) and "clips" in data:
-        clips = data["clips"]
-        if not 0 <= clip_index < len(clips):
-            raise NodeInputError(node, "clip_index", f"{clip_index} is out of range for {len(clips)} clips.",
-                                 f"use 0..{len(clips) - 1}.")
-        data = clips[clip_index]
-    if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
-        raise NodeInputError(node, "scores_json", "has no 'scores' object.",
-                             "connect the json output of AnimeReward Score or Best-of-N.")
-    scores = {str(k): _score_value(node, f"score of {k!r}", v) for k, v in data["scores"].items()}
-    total = data.get("total")
-    return {**data, "scores": scores, "total": None if total is None else _score_value(node, "total", total)}
-
-
-def _score_value(node: str, what: str, value: object) -> float:
-    """A finite number (JSON written by hand or by another pack may hold strings, null or NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NodeInputError(node, "scores_json", f"the {what} is {value!r}, not a number.",
-                             "give every score (and the total) as a finite number in 0..1, e.g. the json "
-                             "output of AnimeReward Score.")
-    return float(value)
+        return RewardScores.from_json(text, clip_index)
+    except ScoresFormatError as e:
+        if e.arg == "clip_index":
+            raise NodeInputError(node, "clip_index", e.problem, e.fix) from e
+        fix = e.fix if "number" in e.problem else "connect the json output of AnimeReward Score or Best-of-N."
+        raise NodeInputError(node, "scores_json", e.problem, fix) from e

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .comfy_compat import check_interrupt
 from .errors import NodeInputError, from_library
-from .reward_handle import RewardHandle
+from .reward_handle import NodeHooks, RewardHandle
+
+if TYPE_CHECKING:
+    from ..animereward.scores import RewardScores
 
 log = logging.getLogger("AnimeReward")
 
@@ -77,20 +79,13 @@ def first_frames_for(node: str, first_frame: torch.Tensor | None, n: int) -> tor
 def score_clips(node: str, handle: RewardHandle, clips: Sequence[torch.Tensor], dims: Sequence[str],
                 prompt: str | None, first_frame: torch.Tensor | None,
                 weights: dict[str, float] | None, node_id: str | None = None,
-                clip_input: str = "frames") -> list[Any]:
-    """Batched scoring of all clips with a ProgressBar per clip and dimension, stoppable by Cancel (also
-    inside a chunk: animereward.cancel). Errors name the node's inputs (`clip_input`, first_frame, prompt)."""
-    import comfy.utils
-
-    total = len(clips) * len(dims)
-    pbar = comfy.utils.ProgressBar(total, node_id=node_id)
-    order = {d: i for i, d in enumerate(dims)}
-
-    def progress(dimension: str, done: int, _n: int) -> None:
-        pbar.update_absolute(order.get(dimension, 0) * len(clips) + done, total)
-
+                clip_input: str = "frames") -> list[RewardScores]:
+    """Batched scoring of all clips (chunks of the loader's batch_size) with a ProgressBar per clip and
+    dimension, stoppable by Cancel (also inside a chunk: animereward.cancel), scorers placed by model
+    management (NodeHooks). Errors name the node's inputs (`clip_input`, first_frame, prompt)."""
+    hooks = NodeHooks(handle, list(dims), len(clips), node_id)
     with from_library(node, clip_input, one_clip=len(clips) == 1):
         return handle.reward.score_batch(
             list(clips), prompts=prompt, first_frames=first_frame, weights=weights_for(dims, weights),
-            dimensions=list(dims), progress=progress, should_stop=check_interrupt,
+            dimensions=list(dims), batch_size=handle.batch_size, hooks=hooks,
         )

@@ -13,11 +13,13 @@ NODE = "AnimeReward Synthetic Clips"
 
 
 class AnimeRewardSyntheticClips(io.ComfyNode):
+    NODE_NAME = NODE  # shown as its title and in its errors
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AnimeRewardSyntheticClips",
-            display_name=NODE,
+            display_name=cls.NODE_NAME,
             category="AnimeReward/testing",
             description="Flat-coloured shapes moving over a background; one clip per entry of 'defects', "
                         "all from the same scene, as one N×T IMAGE batch (like VAEDecode of a latent batch).",

@@ -16,6 +16,7 @@ from torch import nn
 
 from animereward import AnimeReward, cancel
 from animereward.flow_metrics import clip_flow_stats
+from animereward.hooks import CallbackHooks
 from animereward.scorer_protocol import ClipBatch
 from animereward.synthetic_clips import make_clip
 
@@ -65,7 +66,7 @@ def test_cancel_stops_a_forward_between_layers():
     clips = [make_clip(i, frames=3, height=16, width=16) for i in range(4)]
     t0 = time.monotonic()
     with pytest.raises(Cancelled):
-        reward.score_batch(clips, should_stop=stop_after(0.3), batch_size=8)  # one chunk: a 2 s forward
+        reward.score_batch(clips, hooks=CallbackHooks(on_should_stop=stop_after(0.3)), batch_size=8)  # one chunk: a 2 s forward
     elapsed = time.monotonic() - t0
     assert scorer.calls == 1 and elapsed < 0.3 + 0.5, elapsed  # stopped mid-forward, not after 2 s
     assert not any(m._forward_pre_hooks for m in scorer.modules())  # the checks are gone with the scope

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import animereward.flow_metrics as fm
-from animereward import clip_memo
 from animereward.preprocess import to_uint8
 from animereward.scorer_protocol import ClipBatch
 from animereward.synthetic_clips import make_clip
@@ -86,7 +85,6 @@ def test_scorer_contract_and_shared_flow(monkeypatch: pytest.MonkeyPatch) -> Non
     calls = []
     real = fm.clip_flow_stats
     monkeypatch.setattr(fm, "clip_flow_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
-    clip_memo.forget()
     smooth, motion = fm.build_scorer("flow_smoothness"), fm.build_scorer("flow_motion", None, device="cpu")
     assert isinstance(smooth, torch.nn.Module) and not list(smooth.parameters())
     assert (smooth.name, motion.name) == ("flow_smoothness", "flow_motion")

@@ -216,7 +216,6 @@ def test_fast_pixels_equal_the_processor_bit_for_bit(scorer: nn.Module, official
 
     from PIL import Image
 
-    from animereward import clip_memo
     from animereward.idefics2_regression import clip_pixel_values, pixel_recipe
     from animereward.preprocess import sample_frame_indices, to_uint8
 
@@ -239,14 +238,12 @@ def test_fast_pixels_equal_the_processor_bit_for_bit(scorer: nn.Module, official
         text = processor(text=prompt, return_tensors="pt")
         assert torch.equal(text["input_ids"], want["input_ids"])
         assert torch.equal(text["attention_mask"], want["attention_mask"])
-        clip_memo.forget()
 
 
 def test_other_image_processors_are_called_as_they_are(scorer: nn.Module) -> None:
     """Image splitting (not the official setting) has no fast recipe: the processor itself makes the pixels."""
     import copy
 
-    from animereward import clip_memo
     from animereward.idefics2_regression import clip_pixel_values, pixel_recipe
 
     processor = copy.deepcopy(scorer.processor)
@@ -255,18 +252,14 @@ def test_other_image_processors_are_called_as_they_are(scorer: nn.Module) -> Non
     frames = torch.rand(3, 40, 60, 3, generator=torch.Generator().manual_seed(5))
     got = clip_pixel_values(processor, None, frames)
     assert got.shape[0] == 3 * 5  # four crops + the whole image per frame
-    clip_memo.forget()
 
 
 def test_both_regression_models_share_the_pixels_of_a_call(folder: Path, scorer: nn.Module) -> None:
-    from animereward import clip_memo
-
     other = build_scorer("visual_smoothness", folder)
     frames = [torch.rand(6, 40, 64, 3, generator=torch.Generator().manual_seed(6))]
     batch = ClipBatch(frames=frames, prompts=[tiny.PROMPTS[0]])
     a = scorer.preprocess(batch)
-    entries = clip_memo.size()[0]
+    entries = batch.memo.size()[0]
     b = other.preprocess(batch)
-    assert clip_memo.size()[0] == entries  # nothing new computed
+    assert batch.memo.size()[0] == entries  # nothing new computed
     assert all(torch.equal(a[k], b[k]) for k in a)
-    clip_memo.forget()

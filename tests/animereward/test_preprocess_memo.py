@@ -1,5 +1,5 @@
-"""Per-call memo (clip_memo): the dimensions reading the same frames share one preprocessing, and the fast
-preprocessing gives the same bits as the plain official-order operations."""
+"""Per-call memo (clip_memo.ClipMemo): the dimensions reading the same frames share one preprocessing, and the
+fast preprocessing gives the same bits as the plain official-order operations."""
 
 from __future__ import annotations
 
@@ -9,67 +9,77 @@ import torch
 from PIL import Image
 
 from animereward import clip_memo, preprocess
+from animereward.clip_memo import ClipMemo
 
 
 def test_same_tensor_is_preprocessed_once_until_forgotten():
-    clip_memo.forget()
+    memo = ClipMemo()
     frames = torch.rand(30, 40, 64, 3)
-    first = preprocess.sampled_clip(frames)
-    assert preprocess.sampled_clip(frames) is first
+    first = preprocess.sampled_clip(frames, memo)
+    assert preprocess.sampled_clip(frames, memo) is first
     assert torch.equal(first, preprocess.preprocess_frames(frames[preprocess.sample_frame_indices(30)]))
-    clip_memo.forget()
-    assert clip_memo.size() == (0, 0)
-    assert preprocess.sampled_clip(frames) is not first
-    clip_memo.forget()
+    memo.forget()
+    assert memo.size() == (0, 0)
+    assert preprocess.sampled_clip(frames, memo) is not first
+    assert preprocess.sampled_clip(frames) is not preprocess.sampled_clip(frames)  # no memo: nothing kept
 
 
 def test_modified_or_other_tensor_is_not_served_from_the_memo():
-    clip_memo.forget()
+    memo = ClipMemo()
     frames = torch.rand(10, 40, 64, 3)
-    first = preprocess.sampled_clip(frames)
+    first = preprocess.sampled_clip(frames, memo)
     frames.mul_(0.5)  # in place: same object, new content
-    again = preprocess.sampled_clip(frames)
+    again = preprocess.sampled_clip(frames, memo)
     assert again is not first and not torch.equal(again, first)
     equal_copy = frames.clone()  # equal content, another object: computed anew, same values
-    assert torch.equal(preprocess.sampled_clip(equal_copy), again)
-    clip_memo.forget()
+    assert torch.equal(preprocess.sampled_clip(equal_copy, memo), again)
 
 
 def test_facade_leaves_no_memo_behind():
+    """The memo is the call's: it is emptied when the call ends, and no other call or caller sees it."""
     from animereward import AnimeReward
+    from animereward.hooks import CallbackHooks
+    from animereward.scorer_protocol import ClipBatch
 
     reward = AnimeReward.from_folder(None, ["flow_smoothness"])
-    preprocess.sampled_clip(torch.rand(4, 32, 32, 3))
+    memos: list[ClipMemo] = []
+    original = reward.scorer("flow_smoothness").preprocess
+
+    def spy(batch: ClipBatch):
+        memos.append(batch.memo)
+        return original(batch)
+
+    reward.scorer("flow_smoothness").preprocess = spy
+    reward.score(torch.rand(4, 32, 32, 3), hooks=CallbackHooks())
     reward.score(torch.rand(4, 32, 32, 3))
-    assert clip_memo.size() == (0, 0)
+    assert len(memos) == 2 and memos[0] is not memos[1]  # one memo per call
+    assert [m.size() for m in memos] == [(0, 0), (0, 0)]  # each emptied when its call ended
 
 
 def test_inference_tensors_are_accepted():
     """ComfyUI runs nodes under torch.inference_mode(); such tensors keep no version counter."""
-    clip_memo.forget()
+    memo = ClipMemo()
     with torch.inference_mode():
         frames = torch.rand(6, 40, 64, 3)
-        first = preprocess.sampled_clip(frames)
-        assert preprocess.sampled_clip(frames) is first
-    clip_memo.forget()
+        first = preprocess.sampled_clip(frames, memo)
+        assert preprocess.sampled_clip(frames, memo) is first
 
 
-def test_memory_is_bounded(monkeypatch: pytest.MonkeyPatch):
-    """Past MAX_BYTES the oldest entries go (recomputed if asked again); a result over the budget is not kept."""
-    clip_memo.forget()
+def test_memory_is_bounded():
+    """Past max_bytes the oldest entries go (recomputed if asked again); a result over the budget is not kept."""
     one = 24 * 3 * 224 * 224 * 4  # one img_all
-    monkeypatch.setattr(clip_memo, "MAX_BYTES", 2 * one + 100)
+    memo = ClipMemo(max_bytes=2 * one + 100)
     clips = [torch.rand(30, 16, 16, 3) for _ in range(3)]
-    outs = [preprocess.sampled_clip(c) for c in clips]
-    entries, held = clip_memo.size()
-    assert held <= clip_memo.MAX_BYTES and entries < 6  # three img_all + three uint8 samples did not all fit
-    assert preprocess.sampled_clip(clips[-1]) is outs[-1]  # the newest stays
-    assert preprocess.sampled_clip(clips[0]) is not outs[0] and torch.equal(preprocess.sampled_clip(clips[0]), outs[0])
-    monkeypatch.setattr(clip_memo, "MAX_BYTES", 10)
-    clip_memo.forget()
-    preprocess.sampled_clip(clips[0])
-    assert clip_memo.size() == (0, 0)
-    clip_memo.forget()
+    outs = [preprocess.sampled_clip(c, memo) for c in clips]
+    entries, held = memo.size()
+    assert held <= memo.max_bytes and entries < 6  # three img_all + three uint8 samples did not all fit
+    assert preprocess.sampled_clip(clips[-1], memo) is outs[-1]  # the newest stays
+    assert preprocess.sampled_clip(clips[0], memo) is not outs[0]
+    assert torch.equal(preprocess.sampled_clip(clips[0], memo), outs[0])
+    tiny = ClipMemo(max_bytes=10)
+    preprocess.sampled_clip(clips[0], tiny)
+    assert tiny.size() == (0, 0)
+    assert clip_memo.MAX_BYTES == 2 * 1024**3  # the default budget of a call
 
 
 def _plain_uint8(frames: torch.Tensor) -> np.ndarray:

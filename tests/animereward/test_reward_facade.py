@@ -20,6 +20,7 @@ from animereward_testkit import official_weights as ow
 from torch import nn
 
 from animereward.dimensions import DIMENSIONS, FLOW_DIMENSIONS, WEIGHTS_SOURCE
+from animereward.hooks import CallbackHooks
 from animereward.reward import AnimeReward, RewardScores, resolve_weights
 from animereward.scorer_protocol import ClipBatch
 from animereward.synthetic_clips import defect_suite, make_clip
@@ -87,14 +88,15 @@ def idefics2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_dimension_from_the_official_layout(official_root: Path) -> None:
     calls: list[tuple[str, str]] = []
-    reward = AnimeReward.from_folder(official_root, before_forward=lambda n, m: calls.append((n, type(m).__name__)))
+    reward = AnimeReward.from_folder(official_root)
+    hooks = CallbackHooks(on_before_forward=lambda n, m, shape: calls.append((n, type(m).__name__)))
     assert reward.dimensions == ALL_SEVEN
     assert reward.loaded() == {}  # nothing read before the first score
     iv_pth = official_root / "weights" / OFFICIAL_FILES["image_video_consistency"].relpath
     assert reward.paths["image_video_consistency"] == iv_pth and not iv_pth.with_suffix(".safetensors").exists()
 
     clip = make_clip(1, frames=2, height=64, width=96)
-    result = reward.score(clip, prompt=PROMPT, first_frame=clip[0])
+    result = reward.score(clip, prompt=PROMPT, first_frame=clip[0], hooks=hooks)
 
     assert list(result.scores) == list(ALL_SEVEN)
     assert all(0.0 <= s <= 1.0 for s in result.scores.values())
@@ -183,7 +185,7 @@ def test_chunks_progress_and_cancel() -> None:
     reward, events = stub_reward("visual_motion", "flow_motion")
     seen: list[tuple[str, int, int]] = []
     reward.score_batch([make_clip(i, frames=3, height=16, width=16) for i in range(5)], batch_size=2,
-                       progress=lambda d, done, total: seen.append((d, done, total)))
+                       hooks=CallbackHooks(on_progress=lambda d, done, total: seen.append((d, done, total))))
     assert seen == [("visual_motion", 2, 5), ("visual_motion", 4, 5), ("visual_motion", 5, 5),
                     ("flow_motion", 2, 5), ("flow_motion", 4, 5), ("flow_motion", 5, 5)]
     assert [e[2] for e in events if e[0] == "forward"] == [2, 2, 1, 2, 2, 1]  # one batched forward per chunk
@@ -200,7 +202,8 @@ def test_chunks_progress_and_cancel() -> None:
     events.clear()
     with pytest.raises(Interrupted):
         reward.score_batch([make_clip(i, frames=3, height=16, width=16) for i in range(5)], batch_size=2,
-                           should_stop=should_stop, progress=lambda *_: chunks_done.append(1))
+                           hooks=CallbackHooks(on_should_stop=should_stop,
+                                               on_progress=lambda *_: chunks_done.append(1)))
     # stopped before the second chunk's forward; its preprocess may have started beside the first forward
     assert [e[0] for e in events if e[0] == "forward"] == ["forward"]
     assert 1 <= sum(e[0] == "preprocess" for e in events) <= 2
@@ -282,8 +285,8 @@ def test_prefetched_inputs_are_redone_when_the_hook_moves_the_module() -> None:
     dims = ["visual_motion", "visual_appeal"]
     reward = AnimeReward(dims, builders=dict.fromkeys(dims, lambda name, w, **k: Placed(name, events)))
     reward.prefetch = True
-    reward.before_forward = lambda name, m: m.to(torch.float64) if name == "visual_appeal" else None
-    result = reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    hooks = CallbackHooks(on_before_forward=lambda name, m, _: m.to(torch.float64) if name == "visual_appeal" else None)
+    result = reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p", hooks=hooks)
     assert result.scores == {"visual_motion": 0.5, "visual_appeal": 0.5}
     pre = [e[1] for e in events if e[0] == "preprocess"]
     assert pre == ["visual_motion", "visual_appeal", "visual_appeal"]  # prefetched at float32, made again
@@ -292,40 +295,40 @@ def test_prefetched_inputs_are_redone_when_the_hook_moves_the_module() -> None:
 def test_keep_loaded_false_releases_each_dimension_after_its_batch() -> None:
     reward, events = stub_reward("visual_motion", "text_video_consistency", keep_loaded=False)
     resident: list[list[str]] = []
-    reward.before_forward = lambda name, m: resident.append(sorted(reward.loaded()))
-    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    hooks = CallbackHooks(on_before_forward=lambda name, m, _: resident.append(sorted(reward.loaded())))
+    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p", hooks=hooks)
     assert resident == [["visual_motion"], ["text_video_consistency"]]  # one at a time
     assert reward.loaded() == {}
-    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p", hooks=hooks)
     assert [e[1] for e in events if e[0] == "build"] == ["visual_motion", "text_video_consistency"] * 2
     reward.prefetch = True  # even forced, the next dimension is not built before this one is released
     resident.clear()
-    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+    reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p", hooks=hooks)
     assert resident == [["visual_motion"], ["text_video_consistency"]] and reward.loaded() == {}
 
-    def fail(name: str, m: nn.Module) -> None:
+    def fail(name: str, m: nn.Module, _shape: object) -> None:
         if name == "text_video_consistency":
             raise RuntimeError("out of memory")
 
-    reward.before_forward = fail
     with pytest.raises(RuntimeError, match="out of memory"):
-        reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p")
+        reward.score(make_clip(0, frames=3, height=16, width=16), prompt="p",
+                     hooks=CallbackHooks(on_before_forward=fail))
     assert reward.loaded() == {}  # a failed call leaves nothing resident either
 
 
 def test_before_forward_runs_before_preprocess_and_inputs_follow_the_module(idefics2_root: Path) -> None:
     """The hook may move/cast the module (ComfyUI's model management does); preprocess must follow it."""
     reward, events = stub_reward("visual_motion")
-    reward.before_forward = lambda name, m: events.append(("hook", name, None))
-    reward.score(make_clip(0, frames=2, height=16, width=16))
+    reward.score(make_clip(0, frames=2, height=16, width=16),
+                 hooks=CallbackHooks(on_before_forward=lambda name, m, _: events.append(("hook", name, None))))
     assert [e[0] for e in events] == ["build", "hook", "preprocess", "forward"]
 
     real = AnimeReward.from_folder(idefics2_root, ["visual_appeal"])
     clip = make_clip(0, frames=3, height=48, width=64)
     reference = real.score(clip, prompt=PROMPT).scores["visual_appeal"]
     real.release()
-    real.before_forward = lambda name, m: m.to(torch.float64)  # what a move to another device looks like
-    moved = real.score(clip, prompt=PROMPT).scores["visual_appeal"]
+    move = CallbackHooks(on_before_forward=lambda name, m, _: m.to(torch.float64))  # as a move to another device
+    moved = real.score(clip, prompt=PROMPT, hooks=move).scores["visual_appeal"]
     assert real.scorer("visual_appeal").dtype == torch.float64
     assert moved == pytest.approx(reference, abs=1e-4)
 
