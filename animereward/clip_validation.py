@@ -190,7 +190,7 @@ def check_values(x: torch.Tensor, arg: str) -> bool:
     if x.dtype == torch.uint8:
         return False
     # One aminmax pass finds NaN (it propagates) and Inf (it is the min or max) too: torch.isfinite over a
-    # long clip costs ~20x more on the CPU. The per-frame search runs only to word the error.
+    # long clip costs many times more on the CPU. The per-frame search runs only to word the error.
     lo, hi = (float(v) for v in torch.aminmax(x if x.is_floating_point() else x.to(torch.float64)))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist() if x.ndim == 4 else []

@@ -6,15 +6,15 @@ on frames resized to a working size:
 - working size: long side 256 px, never upscaled; a side under 32 px is raised to 32 (DIS works on 8-px
   patches over a few pyramid levels, and a 2-pixel-high frame has none). 256 px keeps the shape-level motion
   that smoothness is about, averages away grain and compression noise, measures every clip at one scale (so
-  scores do not depend on resolution), and keeps a DIS call under 10 ms on a CPU.
+  scores do not depend on resolution), and keeps a DIS call to a few milliseconds on a CPU.
 - flow: `cv2.DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM)` on grayscale uint8 (Rec.601 luma of the
   working-size frame), both ways (t->t+1 and t+1->t). MEDIUM, not FAST: on flat-coloured cel shading
   (textureless interiors, motion carried by outlines) FAST's coarser finest scale leaves wrong flow at edges,
   which the warping error then blames on the clip: on the synthetic clips FAST's warping error on clean motion
   is 1.7x MEDIUM's (0.0087 vs 0.0052) and the smallest clean-vs-freeze margin over 8 seeds drops from 0.14 to
-  0.08. MEDIUM costs twice FAST: the two DIS calls of a pair take ~7 ms at 256x148 on a 2-core CPU; the
-  resize and the warping statistics run beside them on a helper thread, so a 480p clip goes at ~110 frames/s
-  (bench_flow) and an 81-frame clip takes ~0.75 s.
+  0.08. MEDIUM costs about twice FAST. The resize and the warping statistics run beside the DIS calls on a
+  helper thread, so a clip costs about its DIS calls. What that is on your machine (ms per DIS call, frames/s
+  at 480p, seconds for an 81-frame clip, DIS's share of the time): `python -m bench flow`.
 
 flow_smoothness (higher = smoother) = exp(-E_warp / TAU_WARP - A / TAU_ACCEL), two terms:
 - E_warp, temporal warping error (Lai et al. 2018 style): frame t+1 is warped onto t along the forward flow
@@ -54,7 +54,6 @@ import torch
 from torch import nn
 
 from .cancel import check
-from .clip_memo import memoised
 from .scorer_protocol import ClipBatch
 
 WORK_LONG_SIDE = 256
@@ -264,7 +263,7 @@ class FlowScorer(nn.Module):
 
     The measurement (DIS flow) runs in `preprocess`, which returns per-clip statistics; `forward` maps them to
     this dimension's score, batched. Both flow dimensions need the same flow fields, so the statistics go
-    through the per-call `clip_memo`: when the facade preprocesses the same clips for `flow_motion` after
+    through the call's memo (`ClipBatch.memo`): when the facade preprocesses the same clips for `flow_motion` after
     `flow_smoothness`, DIS does not run twice. One DIS instance serves all N clips.
     """
 
@@ -285,7 +284,7 @@ class FlowScorer(nn.Module):
 
         rows = []
         for frames in batch.frames:
-            stats = memoised(frames, "flow_stats", lambda f=frames: measure(f))
+            stats = batch.memo.get(frames, "flow_stats", lambda f=frames: measure(f))
             if stats.warp.size == 0:
                 rows.append([math.nan] * 3)
             else:
