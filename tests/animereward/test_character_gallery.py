@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from animereward_testkit.characters import SMALL, draw_character, make_gallery, small_model
 from PIL import Image
 
 from animereward import character_gallery as cg
@@ -20,38 +21,8 @@ from animereward.character_recognizer import (
     masked_square_crop,
     query_crops,
     select_track_frames,
-    state_fingerprint,
 )
 from animereward.checkpoints import CheckpointError
-
-SMALL = {"width": 64, "depth": 2, "heads": 4, "embed_dim": 32}
-
-# Two characters: a red disc with a yellow hat, a blue box with a green belt (on a grey background).
-CHARACTERS = {"Akane": ((220, 40, 40), (240, 220, 30), "disc"), "Bo": ((40, 60, 220), (30, 200, 60), "box")}
-
-
-def draw_character(name: str, size: int = 96, jitter: int = 0, bg: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 RGB image and its boolean mask of one character, shifted by `jitter` pixels."""
-    body, accent, shape = CHARACTERS[name]
-    img = np.full((size, size, 3), bg, np.uint8)
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = size // 2 + jitter, size // 2 - jitter
-    if shape == "disc":
-        m = (yy - cy) ** 2 + (xx - cx) ** 2 < (size // 4) ** 2
-        acc = m & (yy < cy - size // 8)
-    else:
-        m = (abs(yy - cy) < size // 4) & (abs(xx - cx) < size // 6)
-        acc = m & (abs(yy - cy) < size // 16)
-    img[m] = body
-    img[acc] = accent
-    return img, m
-
-
-def small_model(seed: int = 0) -> CharacterRecognizer:
-    torch.manual_seed(seed)
-    model = CharacterRecognizer(**SMALL).eval()
-    model.weights_hash = state_fingerprint(model)
-    return model
 
 
 def official_pth(tmp_path: Path, model: CharacterRecognizer, extra: bool = True) -> Path:
@@ -65,15 +36,6 @@ def official_pth(tmp_path: Path, model: CharacterRecognizer, extra: bool = True)
     path = tmp_path / "animate_recoginzer.pth"
     torch.save({"model": state, "epoch": 3}, path)
     return path
-
-
-def make_gallery(root: Path, per_identity: int = 3) -> Path:
-    for name in CHARACTERS:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for j in range(per_identity):
-            img, _ = draw_character(name, jitter=2 * j)
-            Image.fromarray(img).save(root / name / f"{j}.png")
-    return root
 
 
 def test_official_keys_load_strictly_and_key_the_cache(tmp_path: Path) -> None:
