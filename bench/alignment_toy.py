@@ -10,6 +10,7 @@ holds everything the answer needs apart from the training core (gapo_trainer's l
 - model: `TinyVideoDiT`, a Wan-shaped transformer in miniature (patch embedding, adaLN time modulation, self
   attention, cross attention to the prompt's context tokens, feed-forward; module names `self_attn.q/k/v/o`,
   `cross_attn.q/k/v/o`, `ffn.0/ffn.2` as in Wan), so the core's LoRA finds the layers it would find on Wan.
+  It predicts the clean clip and returns the velocity that follows from it (see `velocity_from_x0`).
 - denoiser: `ToyFlowDenoiser` implements `gapo_trainer.protocols.Denoiser` with rectified flow as Wan trains:
   x_t = (1 - sigma) x0 + sigma noise, target = noise - x0, sigma drawn uniformly then shifted
   (sigma = s u / (1 + (s - 1) u), shift s = 2). `sample` integrates the flow ODE with Euler on the same
@@ -48,7 +49,7 @@ KINDS: tuple[str, ...] = ("clean", "flicker", "jitter", "freeze")
 class ToyConfig:
     """Everything that decides the pretrained toy model (its cache key)."""
 
-    scenes: int = 8
+    scenes: int = 4
     frames: int = 8
     size: int = 16
     render_scale: int = 4  # render at size * scale, area-downsample: clean anti-aliased edges at 16 px
@@ -61,7 +62,7 @@ class ToyConfig:
     shift: float = 2.0
     data_std: float = 0.5
     sigma_min: float = 0.05
-    pretrain_steps: int = 1200
+    pretrain_steps: int = 2000
     pretrain_batch: int = 32
     pretrain_lr: float = 2e-3
     ema_decay: float = 0.995
@@ -173,7 +174,7 @@ def velocity_from_x0(x_t: torch.Tensor, x0_hat: torch.Tensor, sigma: torch.Tenso
 class TinyVideoDiT(nn.Module):
     """A video flow transformer in miniature: [B, 3, T, H, W] x_t, sigma [B], prompt ids [B] -> velocity.
 
-    Patches of (1, 4, 4) make 8 x 4 x 4 = 128 tokens of width 64; each prompt (scene) id owns
+    Patches of (2, 4, 4) make 4 x 4 x 4 = 64 tokens of width 64; each prompt (scene) id owns
     `context_tokens` learned context tokens, the stand-in for a text encoder's output.
     """
 
