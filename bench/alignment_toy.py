@@ -6,7 +6,7 @@ holds everything the answer needs apart from the training core (gapo_trainer's l
 - clips: `animereward.synthetic_clips` scenes rendered at 64x64 and area-downsampled to 16x16, 8 frames
   ([3, 8, 16, 16] in -1..1). Each "prompt" is a scene seed; the pretraining set holds the clean clip of each
   scene and its flicker, jitter and freeze twins (two strengths each), so the pretrained model's samples for a
-  prompt come out clean or defective.
+  prompt come out near the clean clip or near a defective twin (docs/alignment.md says which, and how often).
 - model: `TinyVideoDiT`, a Wan-shaped transformer in miniature (patch embedding, adaLN time modulation, self
   attention, cross attention to the prompt's context tokens, feed-forward; module names `self_attn.q/k/v/o`,
   `cross_attn.q/k/v/o`, `ffn.0/ffn.2` as in Wan), so the core's LoRA finds the layers it would find on Wan.
@@ -92,7 +92,7 @@ def pretraining_clips(cfg: ToyConfig) -> tuple[torch.Tensor, torch.Tensor, list[
     """The pretraining set: per scene the clean clip and each defect at each strength.
 
     Returns clips [N, 3, T, H, W], their scene ids [N] and kinds. Kinds are sampled with equal weight in
-    pretraining (see `pretrain`), so about a quarter of the model's samples should come out clean.
+    pretraining (see `pretrain`), so a quarter of the training signal is clean motion.
     """
     clips, scenes, kinds = [], [], []
     for scene in range(cfg.scenes):
@@ -304,7 +304,7 @@ def pretrain(cfg: ToyConfig, log_every: int = 0) -> TinyVideoDiT:
     counts = {k: kinds.count(k) for k in KINDS}
     weights = torch.tensor([1.0 / counts[k] for k in kinds])
     model = TinyVideoDiT(cfg)
-    ema = copy.deepcopy(model)  # the weights we keep: an average over the last ~200 steps samples cleaner
+    ema = copy.deepcopy(model)  # the weights we keep: a moving average over the last ~200 steps
     den = ToyFlowDenoiser(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.0)
     warm = max(1, cfg.pretrain_steps // 20)
