@@ -11,10 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from animereward_testkit.characters import draw_character, make_gallery, small_model
+from animereward_testkit.characters import (
+    draw_character,
+    make_gallery,
+    small_detector,
+    small_model,
+    small_tracker,
+)
 
 from animereward import character_gallery as cg
-from animereward.blip_text import BUNDLED_VOCAB
 from animereward.character_consistency import score_tracks
 from animereward.character_tracking import (
     MAX_CHARACTERS,
@@ -27,59 +32,15 @@ from animereward.character_tracking import (
     transformers_classes,
 )
 
-S = 128  # SAM2 input size of the small tracker
-
 
 @pytest.fixture(scope="module")
 def detector():
-    tf = transformers_classes()
-    from transformers import BertTokenizerFast, GroundingDinoConfig, GroundingDinoImageProcessor
-
-    tok = BertTokenizerFast(vocab_file=str(BUNDLED_VOCAB))
-    proc = tf.GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}), tokenizer=tok)
-    cfg = GroundingDinoConfig(
-        backbone_config={"model_type": "swin", "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
-                         "window_size": 4, "image_size": 64, "out_features": ["stage2", "stage3", "stage4"]},
-        text_config={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 37},
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=10, num_feature_levels=3,
-        encoder_n_points=2, decoder_n_points=2, max_text_len=32)
-    torch.manual_seed(0)
-    return tf.GroundingDinoForObjectDetection(cfg).eval(), proc
+    return small_detector()
 
 
 @pytest.fixture(scope="module")
 def tracker():
-    tf = transformers_classes()
-    from transformers import Sam2ImageProcessorFast, Sam2VideoConfig
-    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
-
-    # 128-wide everywhere: transformers' memory attention reads 64-channel memories and splits object pointers
-    # into 64-wide pieces, so the hidden size must be a multiple of 64 above it.
-    cfg = Sam2VideoConfig(
-        vision_config={"model_type": "sam2_vision_model",
-                       "backbone_config": {"model_type": "sam2_hiera_det_model", "hidden_size": 12,
-                                           "num_attention_heads": 1, "image_size": [S, S],
-                                           "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [12, 24, 48, 96],
-                                           "num_attention_heads_per_stage": [1, 1, 1, 1],
-                                           "window_size_per_stage": [4, 4, 4, 4], "global_attention_blocks": [3],
-                                           "window_positional_embedding_background_size": [4, 4]},
-                       "backbone_channel_list": [96, 48, 24, 12],
-                       "backbone_feature_sizes": [[S // 4, S // 4], [S // 8, S // 8], [S // 16, S // 16]],
-                       "fpn_hidden_size": 128},
-        prompt_encoder_config={"hidden_size": 128, "image_size": S, "patch_size": 16, "mask_input_channels": 4},
-        mask_decoder_config={"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
-        image_size=S, num_maskmem=3, memory_attention_hidden_size=128, memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[S // 16, S // 16],
-        memory_encoder_hidden_size=128, memory_encoder_output_channels=64, mask_downsampler_embed_dim=128,
-        memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=64, max_object_pointers_in_encoder=4)
-    torch.manual_seed(0)
-    proc = tf.Sam2VideoProcessor(
-        image_processor=Sam2ImageProcessorFast(size={"height": S, "width": S}, mask_size={"height": S // 4, "width": S // 4}),
-        video_processor=Sam2VideoVideoProcessor(size={"height": S, "width": S}))
-    return tf.Sam2VideoModel(cfg).eval(), proc
+    return small_tracker()
 
 
 def clip_of(names: list[str], size: int = 96) -> tuple[np.ndarray, np.ndarray]:
