@@ -53,8 +53,8 @@ def test_tiny_denoiser_implements_the_protocols():
     assert isinstance(lora, LoraAdapter)
 
 
-@pytest.mark.parametrize("objective", ["gapo", "dpo", "sft"])
-@pytest.mark.parametrize("prediction", ["flow", "eps", "v"])
+@pytest.mark.parametrize(("objective", "prediction"),
+                         [("gapo", "flow"), ("dpo", "flow"), ("sft", "flow"), ("gapo", "eps"), ("sft", "v")])
 def test_objectives_train_under_inference_mode(objective, prediction):
     den, lora = setup(prediction)
     before = {k: v.clone() for k, v in lora.state_dict().items()}
@@ -229,9 +229,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     # 2 predicts per GAPO step (reference, trained): NaN arrives in step 4's trained forward
     bad = NaNAfter(den, n=8)
     with pytest.raises(NonFiniteLossError) as info:
-        train(bad, lora, make_pairs(), config(steps=10, checkpoint_every=2, checkpoint_dir=tmp_path))
+        train(bad, lora, make_pairs(), config(steps=6, checkpoint_every=2, checkpoint_dir=tmp_path))
     msg = str(info.value)
-    assert "step 4 of 10" in msg and "nan" in msg and "step-000003" in msg and "learning rate" in msg
+    assert "step 4 of 6" in msg and "nan" in msg and "step-000003" in msg and "learning rate" in msg
     assert info.value.checkpoint == tmp_path / "step-000003"
     assert info.value.result.steps_done == 3
     assert all(torch.isfinite(p).all() for p in lora.parameters())
@@ -239,9 +239,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert all(torch.equal(saved[k], v) for k, v in lora.state_dict().items())
     # that checkpoint continues exactly as a run that never hit the NaN
     den2, lora2 = setup()
-    clean = train(den2, lora2, make_pairs(), config(steps=10, checkpoint_every=2))
+    clean = train(den2, lora2, make_pairs(), config(steps=6, checkpoint_every=2))
     den3, lora3 = setup()
-    resumed = train(den3, lora3, make_pairs(), config(steps=10, checkpoint_every=2, checkpoint_dir=tmp_path),
+    resumed = train(den3, lora3, make_pairs(), config(steps=6, checkpoint_every=2, checkpoint_dir=tmp_path),
                     resume_from=tmp_path)
     assert losses_of(resumed) == pytest.approx(losses_of(clean), abs=1e-5)
 
