@@ -223,7 +223,7 @@ class LoraNetwork:
             else:
                 return None  # the base layer's own output, untouched
             x = args[0]
-            if not torch.is_autocast_enabled(x.device.type):
+            if not _autocast_on(x.device.type):
                 x = x.to(down.dtype)
             if dropout > 0.0:
                 x = F.dropout(x, p=dropout, training=True)
@@ -231,6 +231,13 @@ class LoraNetwork:
             return output + delta.to(output.dtype)
 
         return hook
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type and answers for CUDA
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def _plain_float_linear(module: nn.Module) -> bool:
