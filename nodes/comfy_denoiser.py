@@ -240,6 +240,13 @@ class ComfyDenoiser:
         self._wrap.conds["positive"] = entries
         return self._wrap(x_t.to(self.device), self._sigma(t), **self._extra_args)
 
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """gapo_trainer.protocols.SupportsGradientCheckpointing: applies from the next `run()` (the blocks are
+        patched for the duration of a run only, since they are shared with the artist's MODEL)."""
+        if self._wrap is not None and enabled != self.checkpointing:
+            raise RuntimeError("set gradient checkpointing before ComfyDenoiser.run(), not during it")
+        self.checkpointing = bool(enabled)
+
     # ---- the sampler session ------------------------------------------------------------------------
     def run(self, body: Callable[[ComfyDenoiser], T], trainable_params: int = 0) -> T:
         """Load the model through model management (other models offloaded as the training estimate needs),
