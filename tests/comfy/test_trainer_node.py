@@ -216,3 +216,15 @@ def test_tiny_examples_train_then_compare(comfy, tiny_models, store, comfy_base_
     assert captured(out, "c")["float"] == pytest.approx(sum(p["difference"] for p in report["pairs"]) / 2)
     sheet = out["21"]["images"][0]
     assert (comfy_base_dir / "output" / sheet["subfolder"] / sheet["filename"]).is_file()
+
+
+@pytest.mark.parametrize("node_id", ["AnimeRewardGAPOTrainer", "AnimeRewardCompareLoRA"])
+def test_nodes_have_tooltips_and_help_pages(comfy, node_id):
+    from animereward_testkit.comfy_paths import REPO_ROOT
+
+    import nodes as comfy_nodes
+
+    schema = comfy_nodes.NODE_CLASS_MAPPINGS[node_id].GET_SCHEMA()
+    assert all(i.tooltip for i in schema.inputs), [i.id for i in schema.inputs if not i.tooltip]
+    assert all(o.tooltip for o in schema.outputs)
+    assert (REPO_ROOT / "web" / "docs" / f"{node_id}.md").read_text().count("##") >= 2
