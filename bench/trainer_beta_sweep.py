@@ -21,10 +21,10 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="animereward-beta-sweep-"))
     _boot(base)
     import comfy.sd
-    import nodes
     import torch
     from animereward_testkit.tiny_models import write_tiny_wan
 
+    import nodes
     from gapo_trainer.store import CandidateMeta, PreferenceStore
 
     paths = write_tiny_wan(base / "models")
