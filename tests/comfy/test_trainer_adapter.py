@@ -328,3 +328,14 @@ def test_i2v_replay_matches_the_sampler(mods, comfy_base_dir, tiny_models):
     with torch.inference_mode():
         text_only = den_text.run(replay)
     assert (text_only[0] - ours[0]).abs().max() > 1e-3
+
+
+def test_memory_estimate_counts_activations_and_optimizer_state(mods, tiny_wan):
+    """What model management is asked for beside the weights: more without checkpointing, and 16 bytes per
+    LoRA parameter (value, gradient, two Adam moments in float32)."""
+    est = mods.den.training_memory_bytes
+    with_gc = est(tiny_wan, LATENT, 2, True, 0)
+    without = est(tiny_wan, LATENT, 2, False, 0)
+    assert 0 < with_gc < without
+    assert est(tiny_wan, LATENT, 2, True, 1000) - with_gc == 16 * 1000
+    assert est(tiny_wan, [16, 8, 8, 8], 2, True, 0) > with_gc  # longer clips need more
