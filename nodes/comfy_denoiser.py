@@ -164,11 +164,11 @@ def training_memory_bytes(patcher: Any, latent_shape: Sequence[int], batch: int,
                           trainable_params: int) -> int:
     """Working memory to ask of model management beside the weights: activations kept for backward plus the
     LoRA's parameter, gradient and two Adam moments (float32). ComfyUI's own `memory_required` estimates one
-    inference forward; backward keeps each block's activations (about a quarter of that peak per block
-    without checkpointing, about twice the peak with block checkpointing)."""
+    inference forward; backward keeps each block's activations: about twice that peak with block
+    checkpointing (the block inputs plus one block recomputed), plus about a quarter of it per block without."""
     forward = int(patcher.model.memory_required([batch, *latent_shape]))
     n_blocks = max(1, len(block_modules(patcher.model.diffusion_model)))
-    factor = 3.0 if checkpointing else 2.0 + n_blocks / 4
+    factor = 2.0 if checkpointing else 2.0 + n_blocks / 4
     return int(forward * factor) + 16 * trainable_params
 
 
