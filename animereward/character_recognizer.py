@@ -36,7 +36,7 @@ from PIL import Image
 from torch import nn
 
 from .blip_vit import VisionTransformer
-from .checkpoints import load_checkpoint_dict, load_state_dict_strict
+from .checkpoints import load_checkpoint_dict, load_state_dict_strict, safetensors_path
 from .preprocess import IMAGE_SIZE, normalize, resize_uint8
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,28 @@ def build_recognizer(weights: Path, *, dtype: torch.dtype = torch.float32,
     state = load_checkpoint_dict(weights, CHECKPOINT_KEY,
                                  check=lambda s: load_weights(model, s, f"character recogniser {weights}"))
     del state
-    src = weights if weights.suffix != ".safetensors" or not weights.with_suffix(".pth").is_file() \
-        else weights.with_suffix(".pth")
-    model.weights_hash = file_fingerprint(src)
+    model.weights_hash = weights_hash(weights)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def weights_hash(weights: Path) -> str:
+    """SHA-256 of the official `.pth`, read from its converted copy's header when that copy is of the `.pth`
+    as it is now (no second pass over a 1.2 GB file on every load); else hashed; a lone `.safetensors` is hashed."""
+    from safetensors import safe_open
+
+    pth = weights.with_suffix(".pth")
+    copy = safetensors_path(pth)
+    if pth.is_file() and copy.is_file():
+        try:
+            with safe_open(str(copy), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:
+            meta = {}
+        st = pth.stat()
+        if (meta.get("source_sha256") and meta.get("source_size") == str(st.st_size)
+                and meta.get("source_mtime_ns") == str(st.st_mtime_ns)):
+            return meta["source_sha256"]
+    return file_fingerprint(pth if pth.is_file() else weights)
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -142,11 +142,11 @@ def find_tracks(detector: Any, detector_processor: Any, tracker: Any, tracker_pr
     import time
 
     t0 = time.perf_counter()
-    boxes = detector_boxes = detect_characters(detector, detector_processor, frames[0])
+    boxes = detect_characters(detector, detector_processor, frames[0])
     t1 = time.perf_counter()
     if not boxes:
         return Tracks([], None, f"no character detected in the first frame (Grounding-DINO, text "
                                 f"{DETECTION_PROMPT!r}, thresholds {BOX_THRESHOLD}/{TEXT_THRESHOLD})",
                       {"detect": t1 - t0})
-    labels = track_characters(tracker, tracker_processor, frames, detector_boxes)
+    labels = track_characters(tracker, tracker_processor, frames, boxes)
     return Tracks(boxes, labels, None, {"detect": t1 - t0, "track": time.perf_counter() - t1})

@@ -4,6 +4,7 @@ the same classes as the official ViT-L one."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -44,7 +45,11 @@ def test_official_keys_load_strictly_and_key_the_cache(tmp_path: Path) -> None:
     model = build_recognizer(path, **SMALL)
     for k, v in ref.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
-    assert len(model.weights_hash) == 64
+    assert model.weights_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (tmp_path / "animate_recoginzer.safetensors").is_file()  # converted once; the next load reads it
+    again = build_recognizer(path, **SMALL)
+    assert again.weights_hash == model.weights_hash  # from the copy's header: the same key for the cache
+    assert torch.equal(again.vision_proj.weight, ref.vision_proj.weight)
     x = torch.randn(2, 3, 224, 224)
     assert torch.allclose(model.embed(x), ref.embed(x), atol=1e-6)
     assert model.embed(x).shape == (2, SMALL["embed_dim"])
