@@ -132,6 +132,15 @@ class AnimeRewardBestOfN(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, skip_unusable: object = None) -> bool | str:
+        """Before the run (before a long generation upstream): the prompt and first frame the loaded
+        dimensions read (see graph_checks)."""
+        from .graph_checks import missing_input_problem
+
+        node_id = _one(getattr(cls.hidden, "unique_id", None))
+        return missing_input_problem(NODE, node_id, _one(skip_unusable, False)) or True
+
+    @classmethod
     def execute(cls, reward, images, frames_per_clip, prompt=None, first_frame=None, latents=None,
                 weights=None, top_k=None, sheet_frames=None, skip_unusable=None) -> io.NodeOutput:
         from ..animereward.contact_sheet import contact_sheet

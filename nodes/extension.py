@@ -9,11 +9,18 @@ from comfy_api.latest import ComfyExtension, io
 
 
 def register_routes() -> None:
-    """Add the /animereward/ routes when ComfyUI's server runs in this process (it is created before custom
+    """Add the /animereward/ routes, and the on-prompt handler of graph_checks (validation-time checks that
+    need the whole graph), when ComfyUI's server runs in this process (it is created before custom
     nodes load, and adds its route table after). Without a server (in-process tests, a bare import) there is
     nothing to do, and nothing is imported; a failure is logged and the nodes still load."""
     if getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None) is None:
         return
+    try:
+        from . import graph_checks
+
+        graph_checks.install(sys.modules["server"].PromptServer.instance)
+    except Exception:
+        logging.getLogger("AnimeReward").exception("AnimeReward: prompts are checked when they run only")
     try:
         from .routes import register
 

@@ -87,6 +87,13 @@ class AnimeRewardScore(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, skip_unusable: object = None) -> bool | str:
+        """Before the run: the prompt and first frame the loaded dimensions read (see graph_checks)."""
+        from .graph_checks import missing_input_problem
+
+        return missing_input_problem(cls.NODE_NAME, getattr(cls.hidden, "unique_id", None), skip_unusable) or True
+
+    @classmethod
     def execute(cls, reward, frames=None, video=None, prompt: str = "", first_frame=None, weights=None,
                 skip_unusable: bool = False) -> io.NodeOutput:
         clip = frames_from(cls.NODE_NAME, frames, video)

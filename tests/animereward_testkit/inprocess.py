@@ -30,6 +30,10 @@ class _ServerStub:
         self.messages: list[tuple[str, Any]] = []
         self.times: list[float] = []  # perf_counter() at each message, for per-node timings
         self.routes = web.RouteTableDef()  # packs add their routes at import; nothing serves them here
+        self.on_prompt_handlers: list[Any] = []  # called with the request before validation, as the server does
+
+    def add_on_prompt_handler(self, handler: Any) -> None:
+        self.on_prompt_handlers.append(handler)
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         self.messages.append((event, data))
@@ -72,8 +76,10 @@ class ComfyInProcess:
         """Validate and execute `prompt`; return the UI outputs per output node (history_result["outputs"])."""
         execution = self._execution
         prompt_id = str(uuid.uuid4())
+        for handler in self.server.on_prompt_handlers:  # as POST /prompt does (trigger_on_prompt)
+            prompt = handler({"prompt": prompt}).get("prompt", prompt)
         valid, error, to_execute, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, outputs))
-        if not valid:
+        if not valid or node_errors:  # ComfyUI runs the valid outputs only; the page marks the others in red
             raise WorkflowError(f"validation failed: {error} {node_errors}", {"error": error, "node_errors": node_errors})
         self.server.messages.clear()
         self.server.times.clear()

@@ -10,7 +10,7 @@ import pytest
 from animereward_testkit import official_weights as ow
 from animereward_testkit.graph import Graph
 from animereward_testkit.inprocess import WorkflowError
-from animereward_testkit.reward_workflows import capture, captured, loader, score, synthetic
+from animereward_testkit.reward_workflows import best_of_n, capture, captured, loader, score, synthetic
 
 pytestmark = pytest.mark.comfy
 
@@ -54,12 +54,27 @@ def test_scores_with_weights_under_model_management(comfy, weights_folder):
 
 
 def test_missing_prompt_and_first_frame_name_the_input(comfy, weights_folder):
+    """Found when the prompt is validated (the loaded dimensions are known from the Loader and its folder),
+    not after the graph upstream has run."""
     with pytest.raises(WorkflowError) as err:
         comfy.run(_graph(weights_folder, prompt="")[0].prompt())
-    assert "AnimeReward Score" in str(err.value) and "'prompt'" in str(err.value) and "Fix:" in str(err.value)
+    msg = str(err.value)
+    assert msg.startswith("validation failed")
+    assert "AnimeReward Score" in msg and "'prompt'" in msg and "visual_smoothness" in msg and "Fix:" in msg
     with pytest.raises(WorkflowError) as err:
         comfy.run(_graph(weights_folder, prompt="a girl waves")[0].prompt())
-    assert "'first_frame'" in str(err.value) and "image_video_consistency" in str(err.value)
+    msg = str(err.value)
+    assert msg.startswith("validation failed") and "'first_frame'" in msg and "image_video_consistency" in msg
+    # Best-of-N too; without the weights folder the same graph validates and runs (nothing reads a prompt)
+    g, reward, scorer, _ = _graph(weights_folder, prompt="a girl waves", with_first_frame=True)
+    best = g.add(**best_of_n(scorer.inputs["frames"], 3, reward=reward["reward"], prompt="",
+                             first_frame=scorer.inputs["first_frame"]))
+    g.add(**capture(int=best["best_index"]))
+    with pytest.raises(WorkflowError, match="validation failed") as err:
+        comfy.run(g.prompt())
+    assert "AnimeReward Best-of-N" in str(err.value) and "'prompt'" in str(err.value)
+    reward.set(weights="none (flow metrics only)", skip_missing=True)
+    comfy.run(g.prompt())
 
 
 def test_skip_unusable_scores_the_rest_with_a_visible_warning(comfy, weights_folder):
