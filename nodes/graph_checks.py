@@ -53,8 +53,10 @@ def dimensions_loaded(prompt: dict[str, Any], reward: Any) -> list[str] | None:
     inputs = node.get("inputs", {})
     if any(_is_link(v) for v in inputs.values()):
         return None
-    enabled = [d for d in loader_dimensions() if inputs.get(d, False)]
+    enabled = [d for d in loader_dimensions() if inputs.get(d, False) is True]
     weights = inputs.get("weights")
+    if not isinstance(weights, str):
+        return None  # an API prompt with odd values: the Loader's own validation names them
     root = None if weights == model_folder.NO_WEIGHTS else model_folder.weight_roots().get(weights)
     if weights != model_folder.NO_WEIGHTS and root is None:
         return None  # the Loader's own validation names the folder
@@ -67,8 +69,13 @@ def missing_input_problem(node_name: str, node_id: Any, skip_unusable: Any) -> s
     prompt = _PROMPT.get()
     if not prompt or node_id is None or skip_unusable:
         return None
-    me = prompt.get(str(node_id), {}).get("inputs", {})
-    dims = dimensions_loaded(prompt, me.get("reward"))
+    me = prompt.get(str(node_id), {}).get("inputs", {}) if isinstance(prompt.get(str(node_id)), dict) else {}
+    if not isinstance(me, dict):
+        return None
+    try:
+        dims = dimensions_loaded(prompt, me.get("reward"))
+    except Exception:  # validation must not break on a graph it cannot read: the run checks again
+        return None
     for d in dims or ():
         dim = DIMENSIONS[d]
         text = me.get("prompt", "")
