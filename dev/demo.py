@@ -41,10 +41,13 @@ def main() -> int:
     with ComfyServer(comfy_paths.comfyui_dir(), base, base / "server.log") as server:
         print(f"[demo] ComfyUI {server.get('/system_stats')['system']['comfyui_version']} at {server.url}")
         t0 = time.perf_counter()
-        entry = server.run(wf, timeout=1800)
+        entry, shown = server.run_with_messages(wf, "animereward.scores", timeout=1800)
+        if entry["status"]["status_str"] != "success":
+            raise SystemExit(f"[demo] the workflow failed; server log: {base / 'server.log'}")
         print(f"[demo] best-of-N over 4 synthetic candidates ran in {time.perf_counter() - t0:.1f}s")
     out = entry["outputs"]
-    ranking = out["11"]["animereward"][0]
+    # Best-of-N (node 11) sends its score table to the page as a message, not as a job output
+    ranking = next(m["scores"] for m in shown if m["node"] == "11")
     scores_file = base / "output" / "animereward" / "scores.json"
     scores_file.write_text(json.dumps(ranking, indent=1))
     defects = [s.strip() for s in wf["1"]["inputs"]["defects"].split(",")]

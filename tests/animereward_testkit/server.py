@@ -123,6 +123,41 @@ class ComfyServer:
         return entry
 
 
+    def run_with_messages(self, prompt: dict[str, Any], event: str,
+                          timeout: float = 300) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Queue over a websocket client and collect the pack's `event` messages (e.g. animereward.scores,
+        which reach the page only, not the job's history); returns the history entry and the messages."""
+        import asyncio
+
+        return asyncio.run(self._run_with_messages(prompt, event, timeout))
+
+    async def _run_with_messages(self, prompt: dict[str, Any], event: str,
+                                 timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        import aiohttp
+
+        client_id = str(uuid.uuid4())
+        messages: list[dict[str, Any]] = []
+        ws_url = f"{self.url.replace('http', 'ws', 1)}/ws?clientId={client_id}"
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+            async with session.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as r:
+                body = await r.json()
+                if r.status != 200:
+                    raise RuntimeError(f"POST /prompt -> {r.status}: {body}")
+            prompt_id = body["prompt_id"]
+            while time.monotonic() < deadline:
+                msg = await ws.receive(timeout=max(1.0, deadline - time.monotonic()))
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                if data.get("type") == event:
+                    messages.append(data.get("data", {}))
+                if data.get("type") in ("execution_success", "execution_error", "execution_interrupted") \
+                        and data.get("data", {}).get("prompt_id") == prompt_id:
+                    break
+        return self.wait(prompt_id, max(1.0, deadline - time.monotonic())), messages
+
+
 def _decode(raw: bytes) -> Any:
     try:
         return json.loads(raw)
