@@ -89,6 +89,7 @@ class ComfyInProcess:
             self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
         )
         executor.execute(prompt, prompt_id, {"client_id": self.server.client_id}, to_execute)
+        self.server.send_sync("run_done", None)  # closes the last node's time (main.py's final message)
         blocked = [d for e, d in self.server.messages if e == "execution_error" and d.get("exception_type") ==
                    "ExecutionBlocked"]
         if executor.success and blocked:  # a node got an ExecutionBlocker with a message: the page shows an error
@@ -112,12 +113,13 @@ class ComfyInProcess:
 
     def node_seconds(self, node_id: str) -> float:
         """Wall time of one node in the last run: from its 'executing' message to its 'executed' message
-        (output nodes) or the next node's 'executing'."""
+        (output nodes with a UI output), the next node's 'executing', or the end of the run (the last node:
+        the scores now reach the page by a message of their own, so Best-of-N sends no 'executed')."""
         events = list(zip(self.server.messages, self.server.times, strict=True))
         for i, ((event, data), t0) in enumerate(events):
             if event == "executing" and isinstance(data, dict) and data.get("node") == node_id:
                 for (e, d), t1 in events[i + 1:]:
-                    if e == "executing" or (e == "executed" and d.get("node") == node_id):
+                    if e in ("executing", "run_done") or (e == "executed" and d.get("node") == node_id):
                         return t1 - t0
         raise KeyError(f"node {node_id} did not run, or no message followed it")
 
