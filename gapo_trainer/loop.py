@@ -404,19 +404,23 @@ class Trainer:
         self._saved_step = c.step
 
     # --- the run -----------------------------------------------------------------------------
-    def _result(self, status: Literal["completed", "stopped"]) -> TrainResult:
+    def result(self, status: Literal["completed", "stopped"]) -> TrainResult:
         return TrainResult(status, self.step, list(self.history), self.last_checkpoint, self.optimizer_name, self.precision)
 
     def run(
         self,
         progress: Callable[[StepReport], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        interrupts: tuple[type[BaseException], ...] = (),
     ) -> TrainResult:
+        """Train to config.steps. An exception of a type in `interrupts` raised inside a step (a host's Cancel,
+        checked by every layer) rewinds what the step consumed, keeps a checkpoint of the last finished step
+        and propagates: no weight changes before the optimizer step, so that checkpoint resumes exactly."""
         cfg = self.config
         while self.step < cfg.steps:
             if should_stop is not None and should_stop():
                 self.save()
-                return self._result("stopped")
+                return self.result("stopped")
             boundary = self._boundary()
             t0 = time.perf_counter()
             try:
@@ -432,14 +436,18 @@ class Trainer:
                     f"GAPO training stopped at step {self.step + 1} of {cfg.steps}: {exc}. The LoRA keeps the "
                     f"weights of step {self.step}; {where}. Lower the learning rate or beta, or use bf16/fp32 "
                     "instead of fp16.",
-                    self._result("stopped"),
+                    self.result("stopped"),
                 ) from None
+            except interrupts:
+                self._rewind(boundary)
+                self.save()
+                raise
             if progress is not None:
                 progress(StepReport(self.step, cfg.steps, metrics, time.perf_counter() - t0))
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save()
         self.save()
-        return self._result("completed")
+        return self.result("completed")
 
 
 class _NonFinite(Exception):

@@ -232,21 +232,14 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                 trainer = Trainer(d, lora, StorePairs(data), config)
                 if resume:
                     trainer.load(ckpt_root)
-                # The state at the last step boundary: ComfyUI's layers raise the interrupt mid-step (every
-                # op checks Cancel), after the step drew its noise and pairs but before it changed a weight.
-                mark = [trainer._boundary()]
-
-                def on_step(report: Any) -> None:
-                    mark[0] = trainer._boundary()
-                    progress(report)
-
+                # ComfyUI's layers raise the interrupt mid-step (every op checks Cancel); the core rewinds to
+                # the last finished step and keeps a resumable checkpoint before it propagates.
                 try:
-                    return trainer.run(progress=on_step, should_stop=should_stop)
+                    return trainer.run(progress=progress, should_stop=should_stop,
+                                       interrupts=(mm.InterruptProcessingException,))
                 except mm.InterruptProcessingException as e:
-                    trainer._rewind(mark[0])
-                    trainer.save()
                     cancelled.append(e)
-                    return trainer._result("stopped")
+                    return trainer.result("stopped")
 
         with from_library(node):
             result = denoiser.run(body, lora.num_parameters)

@@ -322,3 +322,35 @@ def test_nan_gradient_stops_even_without_clipping():
     with pytest.raises(NonFiniteLossError, match="gradient norm is nan"):
         train(NaNGradient(den, 0), lora, make_pairs(), config(max_grad_norm=None))
     assert all(torch.equal(before[k], v) for k, v in lora.state_dict().items())
+
+
+class HostCancel(BaseException):
+    """A host's Cancel raised inside a layer (ComfyUI's interrupt is a BaseException on current releases)."""
+
+
+class CancelAt(NaNAfter):
+    """A denoiser whose n-th predict call raises the host's Cancel, mid-step."""
+
+    def predict(self, x_t, t, cond):
+        self.calls += 1
+        if self.calls == self.n:
+            raise HostCancel()
+        return self.inner.predict(x_t, t, cond)
+
+
+def test_an_interrupt_inside_a_step_keeps_a_checkpoint_that_resumes_exactly(tmp_path):
+    kw = dict(steps=5, grad_accum=2)
+    den, lora = setup()
+    full = train(den, lora, make_pairs(), config(**kw, checkpoint_dir=tmp_path / "full"))
+
+    den, lora = setup()
+    trainer = Trainer(CancelAt(den, 9), lora, make_pairs(), config(**kw, checkpoint_dir=tmp_path / "cut"))
+    with torch.inference_mode(False), torch.enable_grad(), pytest.raises(HostCancel):
+        trainer.run(interrupts=(HostCancel,))
+    stopped = trainer.result("stopped")
+    assert 0 < stopped.steps_done < 5 and stopped.checkpoint is not None
+
+    den, lora = setup()
+    resumed = train(den, lora, make_pairs(), config(**kw, checkpoint_dir=tmp_path / "cut"), resume_from=tmp_path / "cut")
+    for a, b in zip(losses_of(full), losses_of(resumed), strict=True):
+        assert abs(a - b) <= 1e-5
