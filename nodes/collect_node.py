@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from comfy_api.latest import io
 from . import datasets_folder  # registers the datasets folder with folder_paths when the pack loads
 from .comfy_compat import check_interrupt
 from .errors import NodeInputError
+from .page_messages import send_to_page
 
 log = logging.getLogger("AnimeReward")
 
@@ -111,16 +111,6 @@ def check_counts(latents: dict | None, frames: torch.Tensor | None, vae: Any, sc
                                  f"{n} candidates make clips of {t} frames.", f"set it to {t} (or 0).")
         clips = frames.reshape(n, t, *frames.shape[1:])
     return Candidates(n=n, latents=samples, clips=clips, scores=scores or [])
-
-
-def _send_event(event: str, data: dict) -> None:
-    """A websocket message to the page that queued the prompt, when a server runs. Not a UI output: the
-    page (frontend 1.32) lists every UI-output item of a job as a file in its queue (see score_display)."""
-    server = sys.modules.get("server")
-    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
-    if instance is not None:
-        data = {**data, "prompt_id": getattr(instance, "last_prompt_id", None)}
-        instance.send_sync(event, data, getattr(instance, "client_id", None))
 
 
 class AnimeRewardCollect(io.ComfyNode):
@@ -279,7 +269,7 @@ class AnimeRewardCollect(io.ComfyNode):
                  "ranking": ranking, "warnings": warnings}
         for w in warnings:
             log.warning("%s: %s", NODE, w)
-        _send_event(RESULT_EVENT, {"node": str(node_id), "collect": shown})
+        send_to_page(RESULT_EVENT, {"node": str(node_id), "collect": shown})
         return io.NodeOutput(meta.group_id, ranking, size)
 
     @classmethod
@@ -294,7 +284,7 @@ class AnimeRewardCollect(io.ComfyNode):
                 return ",".join(map(str, meta.human_ranking)), "ranked"
             return None
 
-        _send_event(WAITING_EVENT, {"dataset": dataset, "group_id": group_id, "timeout": timeout,
+        send_to_page(WAITING_EVENT, {"dataset": dataset, "group_id": group_id, "timeout": timeout,
                                     "node": cls.hidden.unique_id if cls.hidden else None})
         t0 = time.monotonic()
         found = wait_for(ranked, timeout, check_interrupt)

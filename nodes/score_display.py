@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .page_messages import send_to_page
+
 if TYPE_CHECKING:
     from ..animereward.scores import RewardScores
 
@@ -19,13 +21,8 @@ EVENT = "animereward.scores"
 
 def show_scores(node_id: str | None, payload: dict[str, Any]) -> None:
     """Send the table to the page that queued the prompt (no-op when no server runs, e.g. a script)."""
-    from server import PromptServer
-
-    instance = getattr(PromptServer, "instance", None)
-    if instance is None or node_id is None:
-        return
-    message = {"node": str(node_id), "prompt_id": getattr(instance, "last_prompt_id", None), "scores": payload}
-    instance.send_sync(EVENT, message, getattr(instance, "client_id", None))
+    if node_id is not None:
+        send_to_page(EVENT, {"node": str(node_id), "scores": payload})
 
 
 def scores_payload(skipped: Sequence[str], results: Sequence[RewardScores], warnings: Sequence[str],

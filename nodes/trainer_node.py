@@ -16,6 +16,7 @@ from typing import Any
 from comfy_api.latest import io
 
 from .errors import NodeInputError, from_library
+from .page_messages import send_to_page
 
 log = logging.getLogger("AnimeReward")
 
@@ -44,13 +45,8 @@ def _datasets() -> list[str]:
 
 def send_progress(node_id: str | None, payload: dict[str, Any]) -> None:
     """One point of the live chart to the page that queued the prompt (no-op without a server)."""
-    from server import PromptServer
-
-    instance = getattr(PromptServer, "instance", None)
-    if instance is None or node_id is None:
-        return
-    message = {"node": str(node_id), "prompt_id": getattr(instance, "last_prompt_id", None), **payload}
-    instance.send_sync(EVENT, message, getattr(instance, "client_id", None))
+    if node_id is not None:
+        send_to_page(EVENT, {"node": str(node_id), **payload})
 
 
 def checkpoint_root(lora_name: str) -> Path:
