@@ -43,6 +43,17 @@ def _datasets() -> list[str]:
         return []
 
 
+def _loras() -> list[str]:
+    """'none' and the LoRA files ComfyUI lists, for init_lora; never raises (the node list must not break)."""
+    try:
+        import folder_paths
+
+        return ["none", *folder_paths.get_filename_list("loras")]
+    except Exception as e:  # any failure here would hide the node from the list
+        log.warning("GAPO trainer: cannot list LoRA files: %s", e)
+        return ["none"]
+
+
 def send_progress(node_id: str | None, payload: dict[str, Any]) -> None:
     """One point of the live chart to the page that queued the prompt (no-op without a server)."""
     if node_id is not None:
@@ -54,6 +65,16 @@ def checkpoint_root(lora_name: str) -> Path:
     import folder_paths
 
     return Path(folder_paths.get_output_directory()) / CHECKPOINTS_FOLDER / lora_name
+
+
+def _lora_file(name: str) -> Path:
+    """The full path of a LoRA the loaders list (FileNotFoundError naming it when it is gone)."""
+    import folder_paths
+
+    path = folder_paths.get_full_path("loras", name)
+    if path is None:
+        raise FileNotFoundError(f"there is no LoRA file '{name}' in models/loras (press R to refresh the list).")
+    return Path(path)
 
 
 class AnimeRewardGAPOTrainer(io.ComfyNode):
@@ -116,6 +137,10 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                 io.Boolean.Input("resume", default=False,
                                  tooltip="Continue from the newest checkpoint of this lora_name (after Cancel or a "
                                          "crash), with the same settings; off starts afresh."),
+                io.Combo.Input("init_lora", options=_loras(), default="none", optional=True,
+                               tooltip="Continue training from this LoRA file (one this trainer wrote, or another "
+                                       "ComfyUI-format LoRA of this model with the same rank and alpha); none = a "
+                                       "fresh LoRA. The new LoRA is written under lora_name, the file is kept."),
             ],
             outputs=[
                 io.Model.Output("trained_model", display_name="model",
@@ -132,13 +157,23 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, lora_name: str = "x", steps: int = 1, **_: Any) -> bool | str:
+    def validate_inputs(cls, lora_name: str = "x", steps: int = 1, init_lora: str = "none", rank: int | None = None,
+                        alpha: float | None = None, **_: Any) -> bool | str:
         from .lora_file import check_lora_name
 
         try:
             check_lora_name(lora_name)
         except ValueError as e:
             return f"{cls.NODE_NAME}: input 'lora_name': {e}"
+        if init_lora not in (None, "none"):
+            from .lora_init import InitLoraError, check_settings, read_layout
+
+            try:
+                layout = read_layout(_lora_file(init_lora))
+                if rank is not None and alpha is not None:  # linked inputs are checked when the node runs
+                    check_settings(layout, rank, alpha)
+            except (InitLoraError, FileNotFoundError) as e:
+                return f"{cls.NODE_NAME}: input 'init_lora': {e}"
         return True
 
     @classmethod
@@ -157,7 +192,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
     def execute(cls, model: Any, dataset: str, steps: int, learning_rate: float, rank: int, alpha: float,
                 beta: float, objective: str, gap_function: str, pair_mode: str, min_gap: float,
                 pairs_per_step: int, gradient_accumulation: int, seed: int, gradient_checkpointing: bool,
-                save_every: int, lora_name: str, resume: bool) -> io.NodeOutput:
+                save_every: int, lora_name: str, resume: bool, init_lora: str = "none") -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.utils
         import folder_paths
@@ -202,6 +237,16 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
 
         patcher = training_clone(model)
         lora = ComfyLora(patcher, rank=rank, alpha=alpha, seed=seed)
+        started_from = None
+        if init_lora not in (None, "none"):
+            from .lora_init import InitLoraError, apply_init_lora
+
+            try:
+                started_from = apply_init_lora(_lora_file(init_lora), patcher, lora)
+            except (InitLoraError, FileNotFoundError) as e:
+                raise NodeInputError(node, "init_lora", str(e)) from e
+            log.info("GAPO trainer: starting from %s (%s of %s layers)", init_lora, started_from["layers"],
+                     started_from["of"])
         denoiser = ComfyDenoiser(patcher, data.positive, data.latent_shape,
                                  batch=1 if objective == "sft" else 2, gradient_checkpointing=gradient_checkpointing)
         pbar = comfy.utils.ProgressBar(steps)
@@ -255,6 +300,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
             "gap_function": config.effective_gap, "dataset": dataset, "dataset_size": data.groups_total,
             "pairs": len(data.pairs), "rank": rank, "alpha": alpha, "learning_rate": learning_rate, "seed": seed,
             "pair_mode": pair_mode, "min_gap": min_gap, "latent_shape": data.latent_shape,
+            "init_lora": None if started_from is None else init_lora,
         }
         write_lora(lora.state_dict(), path, meta)
         lora.freeze()
