@@ -11,9 +11,11 @@ Facts this port keeps:
 Where we differ (documented in docs/character.md):
 - the official code detects on the clip's key image (the i2v input, resized and centre-cropped to the clip's
   frame size); we detect on the clip's first frame, which is that image for an image-to-video model;
-- the official tracker is SAMURAI (SAM2 plus a Kalman-filtered, motion-aware choice of memory frames); we
-  run transformers' plain `Sam2VideoModel` propagation, all objects in one session (transformers runs each
-  object through the model separately, with its own memory, as separate official runs do);
+- the official tracker is SAMURAI (SAM2 plus a Kalman-filtered, motion-aware choice of masks and memory
+  frames); `tracking="samurai"` (the default) runs it on transformers' `Sam2VideoModel` (`samurai.py`),
+  `tracking="sam2"` runs plain SAM2 propagation; all objects run in one session (transformers runs each object
+  through the model separately, with its own memory, and SAMURAI keeps a Kalman filter per object, as separate
+  official runs do);
 - the official demo runs under CUDA fp16 autocast; we run in the dtype the models were loaded in.
 
 transformers' `Sam2VideoModel` arrived in 4.56; an older transformers (ComfyUI installs its own) gets
@@ -23,18 +25,22 @@ transformers' `Sam2VideoModel` arrived in 4.56; an older transformers (ComfyUI i
 from __future__ import annotations
 
 import importlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from .samurai import SamuraiTracking
 
 REQUIRED_TRANSFORMERS = "4.56.0"
 DETECTION_PROMPT = "character."
 BOX_THRESHOLD = 0.5
 TEXT_THRESHOLD = 0.5
 MAX_CHARACTERS = 5
+TRACKING = ("samurai", "sam2")  # the official pipeline's tracker first
 _CLASSES = ("GroundingDinoForObjectDetection", "GroundingDinoProcessor", "Sam2VideoModel", "Sam2VideoProcessor")
 
 
@@ -97,11 +103,15 @@ def detect_characters(model: Any, processor: Any, image: np.ndarray, *, box_thre
 
 
 @torch.no_grad()
-def track_characters(model: Any, processor: Any, frames: np.ndarray, boxes: list[Box]) -> np.ndarray:
+def track_characters(model: Any, processor: Any, frames: np.ndarray, boxes: list[Box], *,
+                     tracking: Literal["samurai", "sam2"] = "samurai") -> np.ndarray:
     """SAM2 propagation of first-frame boxes through uint8 frames [T,H,W,3] → label map uint16 [T,H,W].
 
     0 is background, k (1-based) is the k-th box; where masks overlap the later object wins (official order).
+    `tracking`: "samurai" (official: motion-aware mask and memory choice, `samurai.py`) or "sam2" (plain).
     """
+    if tracking not in TRACKING:
+        raise ValueError(f"tracking must be one of {TRACKING}, not {tracking!r}")
     t, h, w = frames.shape[:3]
     labels = np.zeros((t, h, w), dtype=np.uint16)
     if not boxes:
@@ -111,12 +121,13 @@ def track_characters(model: Any, processor: Any, frames: np.ndarray, boxes: list
     ids = list(range(1, len(boxes) + 1))
     processor.add_inputs_to_inference_session(session, frame_idx=0, obj_ids=ids,
                                               input_boxes=[[list(map(float, b)) for b in boxes]])
-    for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
-        masks = processor.post_process_masks([out.pred_masks], original_sizes=[[h, w]], binarize=True,
-                                             mask_threshold=0.0)[0]  # [K,1,H,W] bool, object order
-        frame = labels[out.frame_idx]
-        for k, obj_id in enumerate(session.obj_ids):
-            frame[masks[k, 0].cpu().numpy().astype(bool)] = obj_id
+    with SamuraiTracking(model) if tracking == "samurai" else nullcontext():
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
+            masks = processor.post_process_masks([out.pred_masks], original_sizes=[[h, w]], binarize=True,
+                                                 mask_threshold=0.0)[0]  # [K,1,H,W] bool, object order
+            frame = labels[out.frame_idx]
+            for k, obj_id in enumerate(session.obj_ids):
+                frame[masks[k, 0].cpu().numpy().astype(bool)] = obj_id
     return labels
 
 
@@ -137,7 +148,7 @@ class Tracks:
 
 
 def find_tracks(detector: Any, detector_processor: Any, tracker: Any, tracker_processor: Any,
-                frames: np.ndarray) -> Tracks:
+                frames: np.ndarray, *, tracking: Literal["samurai", "sam2"] = "samurai") -> Tracks:
     """Detect on frame 0, track through the clip. No character found → `Tracks(labels=None, reason=...)`."""
     import time
 
@@ -148,5 +159,5 @@ def find_tracks(detector: Any, detector_processor: Any, tracker: Any, tracker_pr
         return Tracks([], None, f"no character detected in the first frame (Grounding-DINO, text "
                                 f"{DETECTION_PROMPT!r}, thresholds {BOX_THRESHOLD}/{TEXT_THRESHOLD})",
                       {"detect": t1 - t0})
-    labels = track_characters(tracker, tracker_processor, frames, boxes)
+    labels = track_characters(tracker, tracker_processor, frames, boxes, tracking=tracking)
     return Tracks(boxes, labels, None, {"detect": t1 - t0, "track": time.perf_counter() - t1})
