@@ -63,6 +63,7 @@ class Group:
     latents: torch.Tensor  # [N, C, T, H, W] (or [N, C, H, W] for image models)
     positive: Conditioning
     negative: Conditioning
+    noise_mask: torch.Tensor | None = None  # the sampled LATENT's noise mask, when it had one
 
 
 @dataclass

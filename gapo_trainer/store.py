@@ -86,6 +86,9 @@ DATASET_FILE, LOCK_FILE = "dataset.json", ".lock"
 GROUPS_DIR, TMP_DIR = "groups", ".tmp"
 TENSORS_FILE = "tensors.safetensors"
 LATENTS_KEY = "latents"
+NOISE_MASK_KEY = "noise_mask"
+"""The LATENT's `noise_mask` (which elements the sampler denoised, e.g. all but the first frame for Wan 2.2
+image-to-video), when it had one; groups without it (and datasets written before it existed) have none."""
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -204,8 +207,12 @@ class PreferenceStore:
     def add_group(self, dataset: str, *, latents: torch.Tensor, positive: Conditioning,
                   negative: Conditioning, candidates: list[CandidateMeta], previews: list[bytes],
                   preview_ext: str, model_name: str, model_hash: str | None, prompt: str | None = None,
-                  negative_prompt: str | None = None, sampler: dict[str, Any] | None = None) -> GroupMeta:
+                  negative_prompt: str | None = None, sampler: dict[str, Any] | None = None,
+                  noise_mask: torch.Tensor | None = None) -> GroupMeta:
         """Write one group atomically (creating the dataset on first use) and return its metadata.
+
+        `noise_mask`: the sampled LATENT's noise mask (batch 1 or N, any shape ComfyUI's sampler accepts),
+        stored as float32 so training replays what the sampler denoised.
 
         Everything is validated before the first byte is written; on failure nothing stays behind.
         """
@@ -236,6 +243,12 @@ class PreferenceStore:
             json.dumps(sampler, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise StoreError(f"sampler settings must be plain JSON values ({e})", dataset=dataset) from None
+        extra: dict[str, torch.Tensor] = {}
+        if noise_mask is not None:
+            if (not isinstance(noise_mask, torch.Tensor) or noise_mask.ndim < 2 or noise_mask.shape[0] not in (1, n)
+                    or not noise_mask.is_floating_point() or not bool(torch.isfinite(noise_mask).all())):
+                raise StoreError(f"noise_mask must be a finite float tensor of batch 1 or {n}", dataset=dataset)
+            extra[NOISE_MASK_KEY] = noise_mask.detach().to("cpu", torch.float32).contiguous()
         table = TensorTable()
         try:
             structure = {"positive": encode_conditioning(positive, "positive", table),
@@ -256,6 +269,8 @@ class PreferenceStore:
             "prompt": prompt, "negative_prompt": negative_prompt, "sampler": sampler, "candidates": cands,
             "preview_files": preview_files, "conditioning": structure,
         }
+        if extra:
+            meta["noise_mask_shape"] = list(extra[NOISE_MASK_KEY].shape)
         tmp_root = ds_path / TMP_DIR
         groups = ds_path / GROUPS_DIR
         for d in (ds_path, groups, tmp_root):
@@ -265,7 +280,7 @@ class PreferenceStore:
         tmp.mkdir()
         renamed = False
         try:
-            write_safetensors(tmp / TENSORS_FILE, {LATENTS_KEY: latents, **table.tensors},
+            write_safetensors(tmp / TENSORS_FILE, {LATENTS_KEY: latents, **extra, **table.tensors},
                               {"format": "animereward-group", "format_version": str(FORMAT_VERSION)}, fsync=False)
             for name, data in zip(preview_files, previews, strict=True):
                 write_durable(tmp / name, data, fsync=False)
@@ -487,6 +502,10 @@ class PreferenceStore:
         if latents is None or list(latents.shape) != [meta.n, *meta.latent_shape] \
                 or latents.dtype != _latent_dtype(meta):
             raise StoreError(_latents_mismatch(meta), dataset=dataset, group_id=group_id)
+        noise_mask = tensors.pop(NOISE_MASK_KEY, None)
+        if noise_mask is not None and (noise_mask.ndim < 2 or noise_mask.shape[0] not in (1, meta.n)):
+            raise StoreError(f"{TENSORS_FILE} holds a noise_mask of shape {list(noise_mask.shape)} for {meta.n} "
+                             "candidates", dataset=dataset, group_id=group_id)
         try:
             structure = raw["conditioning"]
             positive = decode_conditioning(structure["positive"], tensors, "positive")
@@ -496,7 +515,7 @@ class PreferenceStore:
         except (KeyError, TypeError):
             raise StoreError(f"{META_FILE} has no readable conditioning", dataset=dataset,
                              group_id=group_id) from None
-        return Group(meta=meta, latents=latents, positive=positive, negative=negative)
+        return Group(meta=meta, latents=latents, positive=positive, negative=negative, noise_mask=noise_mask)
 
     def iter_groups(self, dataset: str) -> Iterator[GroupMeta | StoreError]:
         """Every committed group's metadata in commit order; a group that cannot be read comes back as the

@@ -223,6 +223,11 @@ class AnimeRewardCollect(io.ComfyNode):
             warnings.append("no positive conditioning: the group can be ranked but not trained on")
 
         samples = cand.latents
+        noise_mask = None
+        if samples is not None:  # image-to-video by noise mask (Wan 2.2 TI2V, LTXV): training replays it
+            from .noise_masks import stored_noise_mask
+
+            noise_mask = stored_noise_mask(latents, samples)
         if samples is None:
             samples = torch.cat([vae.encode(clip[..., :3]) for clip in cand.clips])
         clips = cand.clips
@@ -257,7 +262,8 @@ class AnimeRewardCollect(io.ComfyNode):
             meta = store.add_group(dataset, latents=samples.detach().cpu(), positive=conds["positive"],
                                    negative=conds["negative"], candidates=candidates, previews=previews,
                                    preview_ext=PREVIEW_EXT, model_name=model_name, model_hash=model_hash,
-                                   prompt=text, negative_prompt=negative_text, sampler=sampler or None)
+                                   prompt=text, negative_prompt=negative_text, sampler=sampler or None,
+                                   noise_mask=noise_mask)
         except StoreError as e:
             raise NodeInputError(NODE, "dataset", str(e), "collect each video model's candidates into a "
                                  "dataset of their own (a new name).") from e

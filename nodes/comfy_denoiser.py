@@ -12,6 +12,12 @@
   during the run, so the loss sees the native prediction without dividing by sigma.
 - Latents: the store keeps what KSampler outputs; the model works on `process_latent_in` of it (Wan's
   per-channel normalisation), applied here in `add_noise`/`target` exactly as the sampler applies it.
+- Noise masks (Wan 2.2 TI2V and LTXV image-to-video keep the start frame's latent with a LATENT noise_mask):
+  a masked group's mask reaches the model's `extra_conds` as the sampler's `denoise_mask` (Wan 2.2 and LTXV
+  turn it into per-frame timesteps), and `predict` does what ComfyUI's `KSamplerX0Inpaint` does around the
+  model call: the kept elements enter as `scale_latent_inpaint` of the kept latent, and the denoised output
+  there is the kept latent itself. The prediction is returned in the native space relative to the noisy
+  input, so the kept elements' error against the target is zero: only what the sampler denoised is learnt.
 """
 
 from __future__ import annotations
@@ -180,10 +186,16 @@ class ComfyDenoiser:
     which holds the sampler machinery open while `body(self)` trains."""
 
     def __init__(self, patcher: Any, conds: Mapping[str, list], latent_shape: Sequence[int], *,
-                 batch: int = 2, gradient_checkpointing: bool = False) -> None:
+                 batch: int = 2, gradient_checkpointing: bool = False,
+                 noise_masks: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        """noise_masks: group key → (the 0/1 mask as the sampler applied it, [1, C, T, H, W]; the latent it
+        kept, as stored [C, T, H, W]) for groups sampled from a LATENT with a noise_mask."""
         import comfy.model_management as mm
 
         self.patcher = patcher
+        self.noise_masks = dict(noise_masks or {})
+        self._inpaint: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._sigmas: torch.Tensor | None = None
         self.conds = dict(conds)
         self.latent_shape = list(latent_shape)
         self.batch = batch
@@ -238,7 +250,33 @@ class ComfyDenoiser:
         if entries is None:
             raise KeyError(f"no conditioning registered for {cond!r}")
         self._wrap.conds["positive"] = entries
+        inpaint = self._inpaint.get(cond)  # type: ignore[arg-type]
+        if inpaint is not None:
+            return self._predict_masked(x_t.to(self.device), self._sigma(t), *inpaint)
         return self._wrap(x_t.to(self.device), self._sigma(t), **self._extra_args)
+
+    def _predict_masked(self, x: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
+                        kept: torch.Tensor) -> torch.Tensor:
+        """ComfyUI's KSamplerX0Inpaint around the model call, in the native space relative to `x`."""
+        ms = self._model_sampling
+        options = self._extra_args.get("model_options", {})
+        if "denoise_mask_function" in options:  # e.g. Differential Diffusion, as the sampler applies it
+            mask = options["denoise_mask_function"](sigma, mask, extra_options={"model": self._wrap,
+                                                                                "sigmas": self._sigmas})
+        kept = kept.expand_as(x).to(x)
+        # x is noise_scaling(sigma, noise, x0) and x0 equals `kept` where the mask keeps it: the noise there
+        zeros, ones = torch.zeros_like(x), torch.ones_like(x)
+        base = ms.noise_scaling(sigma, zeros, kept)
+        noise = (x - base) / (ms.noise_scaling(sigma, ones, kept) - base)
+        x_in = x * mask + self.patcher.model.scale_latent_inpaint(x=x, sigma=sigma, noise=noise,
+                                                                   latent_image=kept) * (1.0 - mask)
+        raw = self._wrap(x_in, sigma, **self._extra_args)
+        # calculate_denoised is affine in the output: denoised = offset(input) + slope · output
+        denoised_of = functools.partial(type(ms).calculate_denoised, ms, sigma)
+        slope = denoised_of(ones, zeros) - denoised_of(zeros, zeros)
+        # the sampler's denoised is calc(raw, x_in)·m + kept·(1−m); as a native output relative to x:
+        shift = (denoised_of(zeros, x_in) - denoised_of(zeros, x)) * mask + (kept - denoised_of(zeros, x)) * (1.0 - mask)
+        return raw * mask + shift / slope
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """gapo_trainer.protocols.SupportsGradientCheckpointing: applies from the next `run()` (the blocks are
@@ -256,10 +294,16 @@ class ComfyDenoiser:
 
         with torch.inference_mode(False), torch.enable_grad():
             entries = []
+            self._inpaint = {}
+            for key, (mask, kept) in self.noise_masks.items():
+                kept_in = self.to_model_space(_usable(kept)[None])
+                self._inpaint[key] = (_usable(mask).to(self.device, torch.float32), kept_in)
             for key, cond in self.conds.items():
                 for tensor, options in cond:
                     opts = clone_tree(dict(options))
                     opts[GROUP_TAG] = key
+                    if key in self._inpaint:  # what the sampler's process_conds passes every cond
+                        opts.setdefault("denoise_mask", self._inpaint[key][0])
                     entries.append([clone_tree(tensor), opts])
             guider = comfy.samplers.CFGGuider(self.patcher)
             guider.inner_set_conds({"positive": entries})
@@ -269,6 +313,7 @@ class ComfyDenoiser:
             zeros = torch.zeros(shape)
             ms = self._model_sampling
             sigmas = torch.tensor([float(ms.sigma_max), 0.0])
+            self._sigmas = sigmas
             need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, self.checkpointing,
                                          trainable_params)
             mm.load_models_gpu([self.patcher], memory_required=need, minimum_memory_required=need)

@@ -248,7 +248,8 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
             log.info("GAPO trainer: starting from %s (%s of %s layers)", init_lora, started_from["layers"],
                      started_from["of"])
         denoiser = ComfyDenoiser(patcher, data.positive, data.latent_shape,
-                                 batch=1 if objective == "sft" else 2, gradient_checkpointing=gradient_checkpointing)
+                                 batch=1 if objective == "sft" else 2, gradient_checkpointing=gradient_checkpointing,
+                                 noise_masks=data.inpaint())
         pbar = comfy.utils.ProgressBar(steps)
         cancelled: list[BaseException] = []
         started = time.perf_counter()

@@ -33,12 +33,19 @@ class TrainingData:
     skipped_small_gap: int = 0
     errors: list[str] = field(default_factory=list)
     model_hashes: set[str] = field(default_factory=set)  # of the groups used (None: not recorded)
+    noise_masks: dict[str, torch.Tensor] = field(default_factory=dict)  # group id → [1,C,T,H,W] 0/1 mask
+
+    def inpaint(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """What ComfyDenoiser replays per masked group: the mask and the latent the sampler kept (candidate
+        0's: every candidate holds it where the mask is 0)."""
+        return {gid: (mask, self.latents[gid][0]) for gid, mask in self.noise_masks.items()}
 
     def summary(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset, "groups": self.groups_total, "groups_used": len(self.latents),
             "pairs": len(self.pairs), "skipped_ties": self.skipped_ties,
             "skipped_small_gap": self.skipped_small_gap, "unreadable_groups": len(self.errors),
+            "noise_masked_groups": len(self.noise_masks),
         }
 
 
@@ -118,6 +125,7 @@ def load_training_data(node: str, store: Any, dataset: str, model: Any, mode: st
     used = sorted({p.group_id for p in pairset.pairs})
     latents: dict[str, torch.Tensor] = {}
     positive: dict[str, list] = {}
+    masks: dict[str, torch.Tensor] = {}
     hashes = {m.model_hash for m in metas if not isinstance(m, StoreError) and m.group_id in set(used) and m.model_hash}
     for gid in used:
         try:
@@ -125,11 +133,19 @@ def load_training_data(node: str, store: Any, dataset: str, model: Any, mode: st
         except StoreError as e:
             errors.append(str(e))
             continue
+        if group.noise_mask is not None:
+            from .noise_masks import replay_mask
+
+            try:
+                masks[gid] = replay_mask(group.noise_mask, group.latents, list(group.latents.shape[1:]))
+            except ValueError as e:
+                errors.append(f"group '{gid}' of dataset '{dataset}' (sampled with a noise mask): {e}")
+                continue
         latents[gid] = group.latents
         positive[gid] = from_store(group.positive)
     pairs = [p for p in pairset.pairs if p.group_id in latents]
     if not pairs:
-        raise NodeInputError(node, "dataset", f"no group of dataset '{dataset}' could be read: {errors[:3]}",
+        raise NodeInputError(node, "dataset", f"no group of dataset '{dataset}' can be trained on: {errors[:3]}",
                              "see the log for each group's problem.")
     shapes = {tuple(lat.shape[1:]) for lat in latents.values()}
     if len(shapes) > 1:
@@ -140,7 +156,7 @@ def load_training_data(node: str, store: Any, dataset: str, model: Any, mode: st
     return TrainingData(dataset=dataset, pairs=pairs, latents=latents, positive=positive,
                         latent_shape=list(next(iter(shapes))), groups_total=total,
                         skipped_ties=pairset.skipped_ties, skipped_small_gap=pairset.skipped_small_gap,
-                        errors=errors, model_hashes=hashes)
+                        errors=errors, model_hashes=hashes, noise_masks=masks)
 
 
 def latent_dims(shape: Sequence[int]) -> str:

@@ -62,6 +62,48 @@ def write_tiny_wan_i2v(models_dir: Path, seed: int = 1) -> Path:
     return path
 
 
+TINY_WAN22 = "animereward_tiny_wan22_ti2v.safetensors"
+
+
+def write_tiny_wan22(models_dir: Path, seed: int = 2) -> Path:
+    """A tiny Wan 2.2 TI2V-5B: the 5B's 48-channel in/out (its latent format is 48 channels wide), dim 128 and
+    2 blocks instead of 3072 and 30. ComfyUI detects it as WAN22_T2V (model_base.WAN22: per-frame timesteps
+    from the LATENT's noise mask, the start frame kept clean)."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    import safetensors.torch
+    import torch
+
+    path = models_dir / "diffusion_models" / TINY_WAN22
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        torch.manual_seed(seed)
+        wan = comfy.ldm.wan.model.WanModel(
+            model_type="t2v", dim=128, ffn_dim=256, num_heads=1, num_layers=2, in_dim=48, out_dim=48,
+            text_dim=4096, freq_dim=256, operations=comfy.ops.disable_weight_init,
+        )
+        safetensors.torch.save_file(_random_weights(wan.state_dict()), str(path))
+    return path
+
+
+class StandInWan22Encoder:
+    """Encodes a start image to a Wan 2.2 latent ([1, 48, 1, H/16, W/16]) for `Wan22ImageToVideoLatent`, which
+    only calls `vae.encode`: ComfyUI 0.3.75 builds the Wan 2.2 VAE at its full width (dim 160, hundreds of
+    MB), so tests use this deterministic stand-in (16×16 average pooling, a fixed 3→48 projection)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        import torch
+
+        self.projection = torch.randn(48, 3, generator=torch.Generator().manual_seed(seed))
+
+    def encode(self, image):  # image [B, H, W, 3] in [0, 1]
+        import torch
+
+        pooled = torch.nn.functional.avg_pool2d(image[..., :3].movedim(-1, 1).float(), 16)  # [B, 3, h, w]
+        latent = torch.einsum("oc,bchw->bohw", self.projection, pooled - 0.5)
+        return latent[:1].unsqueeze(2)
+
+
 def _random_weights(state: dict) -> dict:
     """ComfyUI's `disable_weight_init` ops leave weights uninitialised: fill them, small and finite."""
     import torch

@@ -52,6 +52,22 @@ def test_group_round_trip_is_exact(store: PreferenceStore):
     assert store.datasets() == ["wan-run_1"] and store.count("wan-run_1") == 1
 
 
+def test_noise_mask_round_trip_and_older_groups(store: PreferenceStore):
+    """The sampled LATENT's noise mask is kept (float32, batch 1 or N); groups written without one read back
+    with none, as every group of a dataset written before masks were kept."""
+    mask = torch.ones(1, 1, 2, 4, 6, dtype=torch.float16)
+    mask[:, :, 0] = 0
+    meta = store.add_group("masked", **group_kwargs(n=2), noise_mask=mask)
+    g = store.load_group("masked", meta.group_id)
+    assert g.noise_mask.dtype == torch.float32 and torch.equal(g.noise_mask, mask.float())
+    assert store.load_group("masked", store.add_group("masked", **group_kwargs(n=2)).group_id).noise_mask is None
+    for bad in (torch.ones(3, 1, 2, 4, 6), torch.ones(1, 1, 2, 4, 6, dtype=torch.int64), torch.tensor([1.0]),
+                torch.full((1, 1, 2, 4, 6), float("nan"))):
+        with pytest.raises(StoreError, match="noise_mask"):
+            store.add_group("masked", **group_kwargs(n=2), noise_mask=bad)
+    assert store.count("masked") == 2
+
+
 def test_tensors_are_plain_safetensors(store: PreferenceStore):
     from safetensors.torch import load_file
 
