@@ -151,6 +151,53 @@ def test_unknown_trunk_size_is_refused_with_the_released_sizes():
     assert "/x/odd.pt" in msg and "[2, 3, 16, 2]" in msg and "hiera-base+" in msg and "config.json" in msg
 
 
+# ---------------------------------------------------------------- golden: the official predictor's outputs
+
+
+def test_official_predictor_outputs_are_reproduced_from_the_official_format_pt(tmp_path):
+    """expected.json: the official SAM2VideoPredictor (small SAM2.1 config, recipe weights, box on frame 0,
+    4 frames) run once outside the repo (tests/golden/sam2/README.md). Ours: the same weights written as an
+    official `.pt`, loaded by `load_sam2_video_model`, propagated by transformers on the same pixels."""
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+
+    from tests.golden.sam2 import recipe
+
+    rows = json.loads((GOLDEN / "small_official_keys.json").read_text())
+    weights = recipe.official_weights({k: shape for k, shape, _ in rows})
+    path = tmp_path / "sam2.1_small_golden.pt"
+    torch.save({"model": weights}, path)
+    variant = HieraVariant("golden-small", recipe.HEADS, recipe.GLOBAL_BLOCKS, recipe.WINDOWS)
+    config = official_config(weights, path, variant=variant, image_size=recipe.IMAGE_SIZE)
+    with torch.device("meta"):  # the test's inverse names agree with the official small model too
+        from transformers import Sam2VideoModel
+
+        hf_names = to_official(Sam2VideoModel(config).state_dict())
+    assert {k: list(v.shape) for k, v in hf_names.items()} == {k: shape for k, shape, _ in rows}
+    model = load_sam2_video_model(path, config=config)
+    processor = sam2_video_processor(image_size=recipe.IMAGE_SIZE)
+    frames = recipe.clip()
+    h, w = frames.shape[1:3]
+    expected = json.loads((GOLDEN / "expected.json").read_text())["frames"]
+    session = Sam2VideoInferenceSession(video=recipe.pixel_values(frames), video_height=h, video_width=w,
+                                        dtype=torch.float32)
+    seen = []
+    with torch.inference_mode():
+        processor.add_inputs_to_inference_session(session, frame_idx=0, obj_ids=[1], input_boxes=[[list(recipe.BOX)]])
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
+            exp = expected[str(out.frame_idx)]
+            want = torch.tensor(exp["low_res_masks"]).view(exp["low_res_shape"])
+            got = out.pred_masks.float()
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, atol=5e-5, rtol=0), (out.frame_idx, (got - want).abs().max())
+            video = processor.post_process_masks([out.pred_masks], original_sizes=[[h, w]], binarize=False)[0]
+            assert int((video > 0).sum()) == exp["video_res_positive_pixels"]
+            seen.append(out.frame_idx)
+    assert seen == list(range(recipe.N_FRAMES))
+    # the golden is not trivial: the object is present and the mask has an inside and an outside
+    assert all(expected[str(t)]["object_score_logit"] > 0 for t in seen)
+    assert 0 < expected["1"]["video_res_positive_pixels"] < h * w
+
+
 # ---------------------------------------------------------------- round trip on a small model of the real class
 
 SMALL_VARIANT = HieraVariant("test-small", (1, 1, 1, 1), (3,), (4, 4, 4, 4))
