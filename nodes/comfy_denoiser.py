@@ -38,6 +38,8 @@ T = TypeVar("T")
 GROUP_TAG = "animereward_group"
 # Percentiles are kept off the ends: percent 0 maps to sigma_max (1e9 for discrete eps models).
 PERCENT_RANGE = (1e-3, 1.0 - 1e-3)
+# What autograd says when a forward changed in place a tensor it had saved for backward.
+INPLACE_ERROR = "modified by an inplace operation"
 
 
 class UnsupportedModelError(ValueError):
@@ -194,6 +196,8 @@ class ComfyDenoiser:
 
         self.patcher = patcher
         self.noise_masks = dict(noise_masks or {})
+        # Copy every tensor autograd saves in the trained forward (see run_training); off unless needed.
+        self.copy_saved_tensors = False
         self._inpaint: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._sigmas: torch.Tensor | None = None
         self.conds = dict(conds)
@@ -251,9 +255,10 @@ class ComfyDenoiser:
             raise KeyError(f"no conditioning registered for {cond!r}")
         self._wrap.conds["positive"] = entries
         inpaint = self._inpaint.get(cond)  # type: ignore[arg-type]
-        if inpaint is not None:
-            return self._predict_masked(x_t.to(self.device), self._sigma(t), *inpaint)
-        return self._wrap(x_t.to(self.device), self._sigma(t), **self._extra_args)
+        with _saved_tensor_copies(self.copy_saved_tensors and torch.is_grad_enabled()):
+            if inpaint is not None:
+                return self._predict_masked(x_t.to(self.device), self._sigma(t), *inpaint)
+            return self._wrap(x_t.to(self.device), self._sigma(t), **self._extra_args)
 
     def _predict_masked(self, x: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
                         kept: torch.Tensor) -> torch.Tensor:
@@ -314,10 +319,12 @@ class ComfyDenoiser:
             ms = self._model_sampling
             sigmas = torch.tensor([float(ms.sigma_max), 0.0])
             self._sigmas = sigmas
-            need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, self.checkpointing,
+            # block checkpointing would recompute from block inputs the block itself changed in place
+            checkpointing = self.checkpointing and not self.copy_saved_tensors
+            need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, checkpointing,
                                          trainable_params)
             mm.load_models_gpu([self.patcher], memory_required=need, minimum_memory_required=need)
-            blocks = block_modules(self.patcher.model.diffusion_model) if self.checkpointing else []
+            blocks = block_modules(self.patcher.model.diffusion_model) if checkpointing else []
             with gradient_checkpointing(blocks):
                 guider.sample(zeros, zeros, sampler, sigmas, seed=0)
             return sampler.result  # type: ignore[return-value]
@@ -341,6 +348,42 @@ class ComfyDenoiser:
 
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         return _usable(t).to(self.device, torch.float32).reshape(-1)
+
+
+def run_training(denoiser: ComfyDenoiser, body: Callable[[ComfyDenoiser], T], trainable_params: int,
+                 steps_done: Callable[[], int]) -> T:
+    """`denoiser.run(body)`, and once more with saved tensors copied if the model's own forward changes in place
+    a tensor autograd saved for backward before any step finished. ComfyUI 0.3.75's HunyuanVideo (Flux's
+    `img += …` blocks) and LTX-Video (`x.addcmul_(…)`) do; autograd then refuses the first backward. Nothing
+    changed by then (the optimizer has not stepped), so the run starts again: with every saved tensor copied
+    when saved (correct gradients; the copies replace what autograd would keep, about the same memory) and
+    without block checkpointing, which would recompute from block inputs the blocks modified."""
+    try:
+        return denoiser.run(body, trainable_params)
+    except RuntimeError as e:
+        if INPLACE_ERROR not in str(e) or denoiser.copy_saved_tensors or steps_done():
+            raise
+    log.warning("GAPO trainer: %s changes tensors in place that backward needs; training with copies of them "
+                "and without block checkpointing (more memory)", type(denoiser.patcher.model.diffusion_model).__name__)
+    denoiser.copy_saved_tensors = True
+    return denoiser.run(body, trainable_params)
+
+
+def _copy_saved(t: torch.Tensor) -> torch.Tensor:
+    return t.clone()
+
+
+def _unpack_saved(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@contextmanager
+def _saved_tensor_copies(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    with torch.autograd.graph.saved_tensors_hooks(_copy_saved, _unpack_saved):
+        yield
 
 
 def _usable(t: torch.Tensor) -> torch.Tensor:

@@ -199,7 +199,13 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         import torch
 
         from ..gapo_trainer.loop import TrainConfig, Trainer
-        from .comfy_denoiser import ComfyDenoiser, UnsupportedModelError, prediction_type_of, training_clone
+        from .comfy_denoiser import (
+            ComfyDenoiser,
+            UnsupportedModelError,
+            prediction_type_of,
+            run_training,
+            training_clone,
+        )
         from .comfy_lora import ComfyLora
         from .conditioning_records import from_store
         from .datasets_folder import open_store
@@ -254,7 +260,10 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         cancelled: list[BaseException] = []
         started = time.perf_counter()
 
+        finished: list[int] = []  # the steps this call finished
+
         def progress(report: Any) -> None:
+            finished.append(report.step)
             point = report.metrics.to_json()
             send_progress(node_id, {"step": report.step, "total": report.total_steps, "metrics": point})
             try:
@@ -284,7 +293,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                     return trainer.result("stopped")
 
         with from_library(node):
-            result = denoiser.run(body, lora.num_parameters)
+            result = run_training(denoiser, body, lora.num_parameters, lambda: len(finished))
         if cancelled:
             log.info("GAPO trainer: cancelled at step %s; checkpoint %s (resume with the same lora_name)",
                      result.steps_done, result.checkpoint)

@@ -86,6 +86,56 @@ def write_tiny_wan22(models_dir: Path, seed: int = 2) -> Path:
     return path
 
 
+TINY_HUNYUAN_VIDEO = "animereward_tiny_hunyuan_video.safetensors"
+TINY_LTXV = "animereward_tiny_ltxv.safetensors"
+HUNYUAN_POOLED = 768  # HunyuanVideo's CLIP-L pooled vector (vector_in), fixed by ComfyUI's detection
+
+
+def write_tiny_hunyuan_video(models_dir: Path, seed: int = 3) -> Path:
+    """A tiny HunyuanVideo T2V (ComfyUI's comfy.ldm.hunyuan_video.model.HunyuanVideo): hidden 128 (one head of
+    128 = the rope axes 16+56+56), one double and one single block, 16 latent channels, patch 1×2×2, text
+    width 4096, guidance and CLIP-pooled inputs as the real model has. UNETLoader detects it as HunyuanVideo."""
+    import comfy.ldm.hunyuan_video.model
+    import comfy.ops
+    import safetensors.torch
+    import torch
+
+    path = models_dir / "diffusion_models" / TINY_HUNYUAN_VIDEO
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        torch.manual_seed(seed)
+        model = comfy.ldm.hunyuan_video.model.HunyuanVideo(
+            image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=HUNYUAN_POOLED,
+            context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1,
+            axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True,
+            byt5=False, meanflow=False, use_cond_type_embedding=False, vision_in_dim=None,
+            operations=comfy.ops.disable_weight_init,
+        )
+        safetensors.torch.save_file(_random_weights(model.state_dict()), str(path))
+    return path
+
+
+def write_tiny_ltxv(models_dir: Path, seed: int = 4) -> Path:
+    """A tiny LTX-Video (ComfyUI's comfy.ldm.lightricks.model.LTXVModel): its 128 latent channels and 32 heads
+    (fixed by ComfyUI's detection) of width 4 (inner 128), 2 blocks, T5 width 4096. UNETLoader detects it as
+    LTXV."""
+    import comfy.ldm.lightricks.model
+    import comfy.ops
+    import safetensors.torch
+    import torch
+
+    path = models_dir / "diffusion_models" / TINY_LTXV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        torch.manual_seed(seed)
+        model = comfy.ldm.lightricks.model.LTXVModel(
+            in_channels=128, cross_attention_dim=128, attention_head_dim=4, num_attention_heads=32,
+            caption_channels=4096, num_layers=2, operations=comfy.ops.disable_weight_init,
+        )
+        safetensors.torch.save_file(_random_weights(model.state_dict()), str(path))
+    return path
+
+
 class StandInWan22Encoder:
     """Encodes a start image to a Wan 2.2 latent ([1, 48, 1, H/16, W/16]) for `Wan22ImageToVideoLatent`, which
     only calls `vae.encode`: ComfyUI 0.3.75 builds the Wan 2.2 VAE at its full width (dim 160, hundreds of

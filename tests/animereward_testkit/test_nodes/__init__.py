@@ -20,15 +20,22 @@ class RandomTextConditioning(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
                 io.Int.Input("tokens", default=8, min=1, max=512),
                 io.Int.Input("width", default=4096, min=1, max=8192),
+                io.Int.Input("pooled", default=0, min=0, max=4096, optional=True),  # HunyuanVideo: 768 (CLIP-L)
+                io.Boolean.Input("attention_mask", default=False, optional=True),  # LTX-Video's T5 gives one
             ],
             outputs=[io.Conditioning.Output()],
         )
 
     @classmethod
-    def execute(cls, seed: int, tokens: int, width: int) -> io.NodeOutput:
+    def execute(cls, seed: int, tokens: int, width: int, pooled: int = 0, attention_mask: bool = False) -> io.NodeOutput:
         gen = torch.Generator().manual_seed(seed)
         cond = torch.randn(1, tokens, width, generator=gen) * 0.1
-        return io.NodeOutput([[cond, {}]])
+        extra: dict = {}
+        if pooled:
+            extra["pooled_output"] = torch.randn(1, pooled, generator=gen) * 0.1
+        if attention_mask:
+            extra["attention_mask"] = torch.ones(1, tokens, dtype=torch.int64)
+        return io.NodeOutput([[cond, extra]])
 
 
 def _summary(value: object) -> object:
