@@ -182,6 +182,10 @@ def to_transformers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.
 
 def _need(state: Mapping[str, torch.Tensor], key: str, source: Path) -> torch.Tensor:
     if key not in state:
+        if any(k.startswith("vision_encoder.backbone.") for k in state):
+            raise CheckpointError(
+                f"{source} holds transformers' names (vision_encoder.*), not the official ones: pass the folder "
+                "that holds it together with its config.json (transformers' layout)")
         raise CheckpointError(
             f"{source} is not a SAM2 checkpoint of the official format: it has no {key!r} "
             f"({len(state)} tensors, e.g. {sorted(state)[:5]}); use the official {OFFICIAL_FILE} or a "
@@ -407,6 +411,8 @@ def load_sam2_video_model(path: Path, *, dtype: torch.dtype = torch.float32, dev
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").is_file():
+            if config is not None:
+                raise ValueError(f"config= is for official .pt files; {path} has its own config.json")
             return _load_hf_folder(path, dtype, device)
         pts = sorted(path.glob("*.pt"))
         if len(pts) != 1:

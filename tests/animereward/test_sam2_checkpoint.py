@@ -372,6 +372,13 @@ def test_other_layouts_are_refused_with_the_fix(small, tmp_path):
     (folder / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
     with pytest.raises(CheckpointError, match="Git LFS pointer"):
         load_sam2_video_model(folder)
+    # transformers' weights file without its folder, and a config for a folder that has one
+    hf = tmp_path / "hf"
+    model.save_pretrained(hf)
+    with pytest.raises(CheckpointError, match="holds transformers' names"):
+        load_sam2_video_model(hf / "model.safetensors")
+    with pytest.raises(ValueError, match=r"has its own config\.json"):
+        load_sam2_video_model(hf, config=model.config)
     # an HF folder missing a tensor
     short = tmp_path / "short"
     model.save_pretrained(short)
