@@ -6,7 +6,7 @@ prints one JSON line. Stages: `detect` (Grounding-DINO on frame 0), `track` (SAM
 `recognise` (the recogniser on one object's 8 crops and the gallery score, gallery embeddings already loaded).
 
 Memory is the kernel's resident-set high-water mark (`VmHWM` in /proc/self/status), reset after the set-up by
-writing 5 to /proc/self/clear_refs, so `stage_peak` is the peak resident set while the stage ran, every
+writing 5 to /proc/self/clear_refs (after giving free heap pages back to the OS), so `stage_peak` is the peak resident set while the stage ran, every
 allocator included (torch's CPU allocator, numpy, Python), not a sampled value. `tracemalloc_peak` is the
 part of it that Python's allocator tracing sees (Python objects and numpy buffers; not torch tensors), from
 one more run under tracemalloc (recognise only). The first run in the process is timed and measured (`cold`, lazy
@@ -39,6 +39,17 @@ TRACED = ("recognise",)  # one more run each costs time; the crops (numpy) are w
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))  # type: ignore[union-attr]
+
+
+def _trim_heap() -> None:
+    """Give free heap pages back to the OS (glibc), so the stage's rise counts memory it needs even where it
+    would reuse pages the set-up freed (without this the rise swung 13-34 MiB between runs)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_peak() -> bool:
@@ -115,6 +126,7 @@ def measure(stage: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         run = build(stage, Path(tmp))
         gc.collect()
+        _trim_heap()
         setup_rss = _status_kib("VmRSS")
         setup_peak = _status_kib("VmHWM")
         resettable = _reset_peak()
