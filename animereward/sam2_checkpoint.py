@@ -371,6 +371,9 @@ def _hf_weight_files(folder: Path) -> list[Path]:
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"cannot read {index} ({type(exc).__name__}: {exc}); fetch it again") from exc
+        odd = [s for s in shards if not isinstance(s, str) or Path(s).name != s]
+        if odd:  # shards live beside the index; a path elsewhere is not read
+            raise CheckpointError(f"{index} names weight files outside its folder: {odd[:3]}; fetch it again")
         return [folder / s for s in shards]
     single = folder / "model.safetensors"
     if single.is_file():
@@ -395,7 +398,10 @@ def _load_hf_folder(folder: Path, dtype: torch.dtype, device: str | torch.device
         raise CheckpointError(
             f"{cfg_file} is a {kind!r} config, not 'sam2_video': the character tracker needs the SAM2 video model "
             "(e.g. the hub folder facebook/sam2.1-hiera-base-plus) or the official " + OFFICIAL_FILE)
-    config = Sam2VideoConfig.from_dict(raw)
+    try:
+        config = Sam2VideoConfig.from_dict(raw)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{cfg_file} is not a valid SAM2 video config ({type(exc).__name__}: {exc})") from exc
     state: dict[str, torch.Tensor] = {}
     for file in _hf_weight_files(folder):
         if not file.is_file():

@@ -379,6 +379,10 @@ def test_other_layouts_are_refused_with_the_fix(small, tmp_path):
         load_sam2_video_model(hf / "model.safetensors")
     with pytest.raises(ValueError, match=r"has its own config\.json"):
         load_sam2_video_model(hf, config=model.config)
+    # a sharded folder whose index points outside the folder
+    (hf / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "../flat.pt"}}))
+    with pytest.raises(CheckpointError, match="outside its folder"):
+        load_sam2_video_model(hf)
     # an HF folder missing a tensor
     short = tmp_path / "short"
     model.save_pretrained(short)
