@@ -92,10 +92,19 @@ def box_iou(a: Box, b: Box) -> float:
 
 def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
     """Tight box of a boolean mask [H, W] with inclusive max corners (SAMURAI's), or the empty box."""
-    ys, xs = torch.nonzero(mask, as_tuple=True)
-    if ys.numel() == 0:
+    rows = torch.nonzero(mask.any(dim=1))
+    if rows.numel() == 0:
         return EMPTY_BOX
-    return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    cols = torch.nonzero(mask.any(dim=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+
+
+def proposal_box(low_res_mask: torch.Tensor, image_size: int) -> tuple[int, int, int, int]:
+    """Box of one decoder proposal [h, w] (logits) at the model's input size, as SAMURAI measures it: bilinear
+    upsampling to image_size², logit > 0."""
+    high = F.interpolate(low_res_mask[None, None].float(), size=(image_size, image_size), mode="bilinear",
+                         align_corners=False)[0, 0]
+    return mask_box(high > 0)
 
 
 class KalmanBoxFilter:
@@ -342,11 +351,7 @@ class SamuraiTracking:
         size = int(self.model.image_size)
 
         def box_of(i: int) -> Box:
-            if not appearing:  # SAMURAI's masks are all "no object" then
-                return EMPTY_BOX
-            high = F.interpolate(masks[0, 0, i][None, None].float(), size=(size, size), mode="bilinear",
-                                 align_corners=False)[0, 0]
-            return mask_box(high > 0)
+            return proposal_box(masks[0, 0, i], size) if appearing else EMPTY_BOX  # absent: "no object" masks
 
         motion = self._motion.setdefault(step.obj_idx, ObjectMotion())
         choice = choose_mask(motion, ious, box_of, cfg, self._kf)

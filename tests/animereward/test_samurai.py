@@ -8,7 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from animereward_testkit.motion_clips import fast_motion_clip, lively_tracker, occlusion_clip
+from animereward_testkit.motion_clips import (
+    crossing_simulation,
+    fast_motion_clip,
+    lively_tracker,
+    occlusion_clip,
+)
 
 from animereward.character_tracking import track_characters
 from animereward.samurai import (
@@ -111,6 +116,12 @@ def test_mask_choice_phases_and_the_weighted_score() -> None:
     choose_mask(m2, [0.9, 0.1, 0.1], boxes.get, cfg, kf)
     choose_mask(m2, [0.3, 0.1, 0.1], boxes.get, cfg, kf)  # 0.3 is not above 0.3
     assert m2.stable_frames == 0
+
+
+def test_motion_aware_choice_keeps_the_target_where_two_characters_cross() -> None:
+    plain, samurai, plain_late, samurai_late = crossing_simulation(draws=5)
+    assert samurai_late > plain_late + 0.1  # once the Kalman track is stable, the moving target is kept
+    assert samurai >= plain
 
 
 def test_memory_frames_skip_low_scores() -> None:
