@@ -77,6 +77,20 @@ def prediction_type_of(patcher: Any) -> str:
     raise UnsupportedModelError(f"model type {name}: unknown parameterisation {type(ms).__mro__[1:3]}")
 
 
+def check_trainable(patcher: Any) -> str:
+    """The prediction type ('eps', 'v', 'flow') of a MODEL this trainer can train, or UnsupportedModelError
+    naming its model type and class: image, audio and 3-D models (latents without a time axis: the datasets
+    hold video latents) and models without a denoising target (prediction_type_of)."""
+    fmt = patcher.model.latent_format
+    dims = getattr(fmt, "latent_dimensions", 2)
+    if dims != 3:
+        raise UnsupportedModelError(
+            f"model type {model_type_name(patcher)} ({type(patcher.model).__name__}) has latents of {dims} dimensions "
+            "per sample, no time axis (an image, audio or 3-D model, or SVD with its frames in the batch); this "
+            "trainer trains video models whose latents have one (Wan, HunyuanVideo, LTX-Video, Mochi, Cosmos)")
+    return prediction_type_of(patcher)
+
+
 def training_clone(model: Any) -> Any:
     """A patcher clone that training may add weight wrappers to and load as a regular (non-streamed) model.
 
@@ -359,14 +373,37 @@ def run_training(denoiser: ComfyDenoiser, body: Callable[[ComfyDenoiser], T], tr
     when saved (correct gradients; the copies replace what autograd would keep, about the same memory) and
     without block checkpointing, which would recompute from block inputs the blocks modified."""
     try:
-        return denoiser.run(body, trainable_params)
-    except RuntimeError as e:
-        if INPLACE_ERROR not in str(e) or denoiser.copy_saved_tensors or steps_done():
-            raise
+        return _first_step_named(denoiser, body, trainable_params, steps_done)
+    except _InPlace:
+        pass
     log.warning("GAPO trainer: %s changes tensors in place that backward needs; training with copies of them "
                 "and without block checkpointing (more memory)", type(denoiser.patcher.model.diffusion_model).__name__)
     denoiser.copy_saved_tensors = True
-    return denoiser.run(body, trainable_params)
+    return _first_step_named(denoiser, body, trainable_params, steps_done)
+
+
+class _InPlace(Exception):
+    pass
+
+
+# What a model's first training step can fail with, besides the trainer's own errors: an operation the model's
+# code does that training cannot (autograd, shapes of a conditioning it expects, out of memory).
+_STEP_ERRORS = (RuntimeError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError)
+
+
+def _first_step_named(denoiser: ComfyDenoiser, body: Callable[[ComfyDenoiser], T], trainable_params: int,
+                      steps_done: Callable[[], int]) -> T:
+    """denoiser.run(body); a failure before the first step finished names the model (nothing changed yet)."""
+    try:
+        return denoiser.run(body, trainable_params)
+    except _STEP_ERRORS as e:
+        if steps_done():
+            raise
+        if INPLACE_ERROR in str(e) and not denoiser.copy_saved_tensors:
+            raise _InPlace() from e
+        name = f"{model_type_name(denoiser.patcher)} ({type(denoiser.patcher.model).__name__})"
+        raise UnsupportedModelError(f"model type {name}: the first training step failed, before any weight changed "
+                                    f"(nothing was written): {type(e).__name__}: {e}") from e
 
 
 def _copy_saved(t: torch.Tensor) -> torch.Tensor:

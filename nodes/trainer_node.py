@@ -202,7 +202,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         from .comfy_denoiser import (
             ComfyDenoiser,
             UnsupportedModelError,
-            prediction_type_of,
+            check_trainable,
             run_training,
             training_clone,
         )
@@ -219,7 +219,7 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         with from_library(node):
             lora_name = check_lora_name(lora_name)
         try:
-            prediction = prediction_type_of(model)
+            prediction = check_trainable(model)
         except UnsupportedModelError as e:
             raise NodeInputError(node, "model", str(e), "connect a Wan, HunyuanVideo or LTX-Video model.") from e
         data = load_training_data(node, open_store(), dataset, model, pair_mode, min_gap, from_store)
@@ -242,7 +242,10 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                  len(data.pairs), len(data.latents), dataset, data.latent_shape, prediction, beta)
 
         patcher = training_clone(model)
-        lora = ComfyLora(patcher, rank=rank, alpha=alpha, seed=seed)
+        try:
+            lora = ComfyLora(patcher, rank=rank, alpha=alpha, seed=seed)
+        except ValueError as e:  # no linear layers in repeated blocks: nothing to put a LoRA on
+            raise NodeInputError(node, "model", f"model type {type(model.model).__name__}: {e}.") from e
         started_from = None
         if init_lora not in (None, "none"):
             from .lora_init import InitLoraError, apply_init_lora

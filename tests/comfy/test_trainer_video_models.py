@@ -170,3 +170,68 @@ def test_in_place_blocks_train_with_the_true_gradient(comfy, comfy_base_dir, kin
         den.copy_saved_tensors = True
         analytic, numeric = den.run(check)
     assert analytic > 0 and numeric == pytest.approx(analytic, rel=0.02)
+
+
+def _headless(config_class):
+    """A model_base instance of a supported-model config without its network (ComfyUI's own
+    `disable_unet_model_creation`): its class, model type, model_sampling and latent format are the real ones."""
+    import torch
+    from comfy.ldm.audio.embedders import NumberConditioner
+
+    weights = {  # the two configs that read weights of their own while building
+        "Stable_Zero123": {"cc_projection.weight": torch.zeros(768, 772), "cc_projection.bias": torch.zeros(768)},
+        "StableAudio": {f"conditioner.conditioners.{k}.{name}": v for k in ("seconds_start", "seconds_total")
+                        for name, v in NumberConditioner(768, min_val=0, max_val=512).state_dict().items()},
+    }
+    config = config_class({"in_channels": 4, **config_class.unet_config, "disable_unet_model_creation": True})
+    with torch.no_grad():  # as ComfyUI's loaders build models
+        return config.get_model(weights.get(config_class.__name__, {}))
+
+
+def test_every_model_comfyui_detects_is_trainable_or_refused_by_name(comfy, monkeypatch):
+    """Every model config ComfyUI 0.3.75 detects (comfy.supported_models.models, with the model_base class and
+    ModelType it builds): the trainer's check before the first step either accepts it with a prediction type
+    or refuses it with a message naming its model type and class."""
+    from types import SimpleNamespace
+
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+    import torch
+
+    # Stable Zero123 asks its (absent) network for the dtype of a layer it adds
+    monkeypatch.setattr(mb.BaseModel, "get_dtype", lambda self: torch.float32)
+    den = pack_module("nodes.comfy_denoiser")
+    accepted, refused = {}, {}
+    for config_class in sm.models:
+        model = _headless(config_class)
+        patcher = SimpleNamespace(model=model, get_model_object=lambda _n, m=model: m.model_sampling)
+        try:
+            accepted[config_class.__name__] = den.check_trainable(patcher)
+        except den.UnsupportedModelError as e:
+            assert type(model).__name__ in str(e) and model.model_type.name in str(e)
+            refused[config_class.__name__] = str(e)
+    assert len(accepted) + len(refused) == len(sm.models) > 60
+    for name in ("WAN21_T2V", "WAN21_I2V", "WAN22_T2V", "WAN21_Vace", "HunyuanVideo", "HunyuanVideoI2V",
+                 "HunyuanVideo15", "LTXV", "GenmoMochi"):
+        assert accepted[name] == "flow", name
+    assert accepted["CosmosT2V"] == "v"  # EDM
+    for name in ("SD15", "SDXL", "Flux", "SD3", "StableAudio", "Hunyuan3Dv2", "SVD_img2vid"):
+        assert "no time axis" in refused[name], name
+    assert "predicts the clean latent" in refused["LotusD"] or "no time axis" in refused["LotusD"]
+
+
+def test_a_model_whose_first_step_fails_is_named(comfy, comfy_base_dir):
+    """A failure inside the model before the first step finished (here HunyuanVideo without the CLIP-pooled
+    vector its conditioning must carry) names the model type, and nothing was trained."""
+    import torch
+    from comfy.sd import load_diffusion_model
+
+    den_mod, lora_mod = pack_module("nodes.comfy_denoiser"), pack_module("nodes.comfy_lora")
+    model = load_diffusion_model(str(write_tiny_hunyuan_video(comfy_base_dir / "models")))
+    mp = den_mod.training_clone(model)
+    lora = lora_mod.ComfyLora(mp, rank=2, alpha=2.0, seed=0)
+    den = den_mod.ComfyDenoiser(mp, {"g": [[torch.randn(1, 8, 4096) * 0.1, {}]]}, [16, 2, 8, 8], batch=1)
+    with pytest.raises(den_mod.UnsupportedModelError, match=r"model type FLOW \(HunyuanVideo\): the first training "
+                                                            r"step failed.*pooled_output"):
+        den_mod.run_training(den, lambda d: None, lora.num_parameters, lambda: 0)
+    assert all(float(d.lora_up.abs().max()) == 0 for d in lora.deltas.values())
