@@ -70,10 +70,12 @@ def prefetch_default() -> bool | str:
 
 @dataclass
 class ChunkResults:
-    """Per clip: the score of each dimension, and the extras a scorer reported (see RewardScores)."""
+    """Per clip: the score of each dimension that has one, the extras a scorer reported (see RewardScores),
+    and why a dimension has no score for that clip (a scorer said so, e.g. no character in the clip)."""
 
     scores: list[dict[str, float]]
     extras: list[dict[str, dict[str, float]]]
+    unscored: list[dict[str, str]]
 
 
 def run_chunks(
@@ -87,8 +89,10 @@ def run_chunks(
     batch_size: int,
     prefetch: bool | str,
     keep_loaded: bool,
+    settings: Mapping[str, object] | None = None,
 ) -> ChunkResults:
-    """Score every clip on every dimension in `dims` (validated clips, inputs already checked)."""
+    """Score every clip on every dimension in `dims` (validated clips, inputs already checked); `settings`
+    reach the scorers with each batch (ClipBatch.settings)."""
     if prefetch not in (True, False, "auto"):
         raise ValueError(f"prefetch: expected True, False or 'auto', got {prefetch!r}")
     plans = {d: frame_plan(d) for d in dims}
@@ -97,12 +101,14 @@ def run_chunks(
     n = len(clips)
     scores: list[dict[str, float]] = [{} for _ in range(n)]
     extras: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+    unscored: list[dict[str, str]] = [{} for _ in range(n)]
     chunks = [(d, slice(s, min(n, s + batch_size))) for d in dims for s in range(0, n, batch_size)]
 
     def batch_of(k: int) -> ClipBatch:
         d, sl = chunks[k]
         return ClipBatch(frames=[frame_cache.frames(i, plans[d]) for i in range(sl.start, sl.stop)],
-                         prompts=list(prompts[sl]), first_frames=list(firsts[sl]), memo=memo)
+                         prompts=list(prompts[sl]), first_frames=list(firsts[sl]), memo=memo,
+                         settings=dict(settings or {}))
 
     ahead = Prefetch() if prefetch and len(chunks) > 1 else None
     try:
@@ -119,8 +125,11 @@ def run_chunks(
                 overlap = prefetch is True or runs_off_cpu(module)
                 if ahead is not None and overlap and k + 1 < len(chunks) and (keep_loaded or not last_of_dim):
                     ahead.start(k + 1, scorers.get(chunks[k + 1][0]), batch_of(k + 1))
-                values, info = forward(d, module, inputs, sl.stop - sl.start)
+                values, info, reasons = forward(d, module, inputs, sl.stop - sl.start)
                 for i, v in enumerate(values):
+                    if v is None:
+                        unscored[sl.start + i][d] = reasons[i] or "not scored"
+                        continue
                     scores[sl.start + i][d] = v
                     if info[i]:
                         extras[sl.start + i][d] = info[i]
@@ -135,7 +144,7 @@ def run_chunks(
             scorers.release()  # also when a chunk failed or was cancelled midway through a dimension
         memo.forget()  # the memo keeps frame tensors alive; also on Cancel
         frame_cache.clear()
-    return ChunkResults(scores, extras)
+    return ChunkResults(scores, extras, unscored)
 
 
 def stop_check(hooks: ScoringHooks) -> Callable[[], None] | None:
@@ -157,19 +166,30 @@ def shape_of(batch: ClipBatch) -> BatchShape:
 
 
 def forward(name: str, module: nn.Module, inputs: Mapping[str, torch.Tensor], n: int
-            ) -> tuple[list[float], list[dict[str, float]]]:
-    """The scorer's forward on preprocessed inputs, with the contract checks (Cancel: between layers)."""
+            ) -> tuple[list[float | None], list[dict[str, float]], list[str | None]]:
+    """The scorer's forward on preprocessed inputs, with the contract checks (Cancel: between layers).
+
+    A scorer may leave a clip without a score (NaN) only when it says why: `last_reasons` (one str or None
+    per clip of the chunk) names the reason for every NaN; the value is then None. Any other non-finite score
+    is a scorer bug."""
     with cancel.forward_checks(module):
         out = module(**inputs)
     if not isinstance(out, torch.Tensor) or out.shape != (n,):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise RuntimeError(f"{name}: the scorer returned {shape} for {n} clips; the contract is a tensor [N]")
     values = out.detach().float().cpu()
-    if not bool(torch.isfinite(values).all()):
-        bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
-        raise RuntimeError(f"{name}: non-finite score for clip(s) {bad} of this chunk (a scorer bug)")
-    values = values.clamp(0.0, 1.0)  # the contract; guards float rounding just past the ends
-    return values.tolist(), extras_of(module, inputs, n)
+    reasons = list(getattr(module, "last_reasons", None) or [None] * n)
+    if len(reasons) != n:
+        raise RuntimeError(f"{name}: the scorer gave {len(reasons)} reasons for {n} clips")
+    explained = torch.tensor([isinstance(r, str) for r in reasons], dtype=torch.bool)
+    bad = ~torch.isfinite(values) & ~(torch.isnan(values) & explained)
+    if bool(bad.any()):
+        raise RuntimeError(f"{name}: non-finite score for clip(s) {bad.nonzero().flatten().tolist()} of this chunk "
+                           "(a scorer bug)")
+    clamped = values.clamp(0.0, 1.0).tolist()  # the contract; guards float rounding just past the ends
+    result: list[float | None] = [None if isinstance(reasons[i], str) and torch.isnan(values[i]) else v
+                                  for i, v in enumerate(clamped)]
+    return result, extras_of(module, inputs, n), [r if result[i] is None else None for i, r in enumerate(reasons)]
 
 
 def extras_of(module: nn.Module, inputs: Mapping[str, torch.Tensor], n: int) -> list[dict[str, float]]:

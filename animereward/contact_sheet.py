@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,8 +17,8 @@ def thumbnail_indices(num_frames: int, per_row: int) -> list[int]:
     return torch.linspace(0, num_frames - 1, per_row).round().long().tolist()
 
 
-def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[dict[str, float]],
-                  totals: Sequence[float], frames_per_row: int = 4, thumb_height: int = 256,
+def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[Mapping[str, float | None]],
+                  totals: Sequence[float | None], frames_per_row: int = 4, thumb_height: int = 256,
                   gap: int = 4, titles: Sequence[str] | None = None) -> torch.Tensor:
     """clips [N,T,H,W,C] → one RGB image; row r = candidate order[r]: its score panel, then k frames.
 
@@ -57,7 +57,7 @@ def contact_sheet(clips: torch.Tensor, order: Sequence[int], scores: Sequence[di
     return torch.from_numpy(sheet).unsqueeze(0)
 
 
-def _fit_panel(scores: dict[str, float], total: float, title: str, height: int) -> np.ndarray:
+def _fit_panel(scores: Mapping[str, float | None], total: float | None, title: str, height: int) -> np.ndarray:
     """Render the panel at the largest scale (up to 1.6) whose height fits the thumbnail row."""
     panel = render_panel(scores, total, 1.0, title)
     scale = min(1.6, height / panel.shape[0])

@@ -24,16 +24,40 @@ FrameSampling = Literal["official", "window"]
 
 
 @dataclass(frozen=True)
+class WeightsPart:
+    """One of the several files or folders a dimension reads (`WeightsEntry.parts`).
+
+    paths: where it may lie, relative to the entry's folder, preferred first. A path with a suffix (`.pth`,
+    `.pt`) is a checkpoint file (its converted `.safetensors` sibling also counts); a path without one is a
+    Hugging Face folder (config.json + safetensors weights). kind "gallery": a folder of images with its list.
+    required: False for a part the dimension can do without (it is then looked for, never reported missing).
+    """
+
+    name: str  # what it is for, as messages show it: "recognizer", "detector", "tracker", "gallery"
+    paths: tuple[str, ...]
+    required: bool = True
+    kind: Literal["checkpoint", "gallery"] = "checkpoint"
+
+
+@dataclass(frozen=True)
 class WeightsEntry:
-    """One dimension's official files: `relpath` is relative to the official `weights/` folder."""
+    """One dimension's official files.
+
+    kind "file" (a .pth checkpoint) or "folder" (an HF checkpoint folder): `relpath` is relative to the
+    official folder `base` (the hub's `reward/weights/`). kind "parts": the dimension reads several files
+    (`parts`), each relative to the folder `base` (the official `reward/character/`); `relpath` is the
+    sub-folder whose presence marks that folder (`IP_checkpoints`).
+    """
 
     relpath: str
-    kind: Literal["file", "folder"]  # a .pth checkpoint, or an HF checkpoint folder
+    kind: Literal["file", "folder", "parts"]
+    base: str = "weights"
+    parts: tuple[WeightsPart, ...] = ()
 
     @property
     def official(self) -> str:
         """The path relative to the hub's `reward/` folder, as error messages show it."""
-        return f"weights/{self.relpath}"
+        return f"{self.base}/{self.relpath}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,10 @@ class Dimension:
     scorer: str | Callable[..., Any] | None = None
     frames: FrameSampling = "official"
     default_weight: float = 1.0
+    # Added after workflows were saved with the pack's nodes: its Loader toggle and Weights input come after
+    # the nodes' other inputs (optional), and its Score output after `json`, so the widget values and links
+    # of a saved workflow (UI widgets are stored by position, links by output index) keep their meaning.
+    appended: bool = False
 
     @property
     def available(self) -> bool:
@@ -68,6 +96,18 @@ class Dimension:
 
 
 _IDEFICS2 = ("8bit", "4bit")
+
+# character_consistency reads three models and a gallery, laid out as the official code expects them under
+# `reward/character/` (`reward_infer.py`, `samurai_with_gdino_t2v.py`, `scripts/demo.py`, `eval_pretrain.yaml`).
+# The SAM2.1 tracker may also be the same weights as an HF folder (facebook/sam2.1-hiera-base-plus).
+CHARACTER_FILES = WeightsEntry("IP_checkpoints", "parts", base="character", parts=(
+    WeightsPart("recognizer", ("IP_checkpoints/blip_checkpoints/animate_recoginzer.pth",)),
+    WeightsPart("detector", ("IP_checkpoints/grouding-dino-base",)),
+    WeightsPart("tracker", ("IP_checkpoints/sam2_checkpoints/sam2.1_hiera_base_plus.pt",
+                            "IP_checkpoints/sam2_checkpoints/sam2.1-hiera-base-plus",
+                            "IP_checkpoints/sam2.1-hiera-base-plus")),
+    WeightsPart("gallery", ("videos",), required=False, kind="gallery"),
+))
 
 DIMENSIONS: dict[str, Dimension] = {}
 
@@ -119,8 +159,8 @@ for _d in (
     Dimension("image_video_consistency", "img-video_consist", "consistency", "Image-video consistency", "img-vid",
               needs_first_frame=True, scorer=".blip_consistency",
               files=WeightsEntry("Pretrain_humangt_meanvideo_trainset_wGT/checkpoint_06.pth", "file")),
-    # No implementation yet (Grounding-DINO + SAM2 + BLIP-L; its own issue): named, never offered.
-    Dimension("character_consistency", "character_consist", "consistency", "Character consistency", "character"),
+    Dimension("character_consistency", "character_consist", "consistency", "Character consistency", "character",
+              scorer=".character_scorer", frames="window", appended=True, files=CHARACTER_FILES),
     Dimension("flow_smoothness", None, "flow", "Flow smoothness", "flow-smooth", needs_weights=False,
               scorer=".flow_metrics", frames="window"),
     Dimension("flow_motion", None, "flow", "Flow motion", "flow-motion", needs_weights=False,
@@ -147,7 +187,8 @@ def _refresh() -> None:
 _refresh()
 
 # Where the official weights are published (for error messages that tell the user what to fetch).
-WEIGHTS_SOURCE = "Hugging Face hub repo IndexTeam/Index-anisora, folder reward/ (weights/, IP_checkpoints/)"
+WEIGHTS_SOURCE = ("Hugging Face hub repo IndexTeam/Index-anisora, folder reward/ (weights/, IP_checkpoints/, "
+                  "videos.tar.gz)")
 
 
 def available() -> tuple[str, ...]:

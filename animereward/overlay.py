@@ -48,9 +48,18 @@ def panel_scale(frame_height: int, frame_width: int) -> float:
     return float(np.clip(min(frame_height, frame_width) / 480.0, 0.75, 2.4))
 
 
-def render_panel(scores: Mapping[str, float], total: float | None, scale: float = 1.0,
+def panel_rows(scores: Mapping[str, float], unscored: Mapping[str, str] | None = None) -> dict[str, float | None]:
+    """The panel's rows in registry order: each score, and None ("n/a") for a dimension without a score."""
+    rows: dict[str, float | None] = {d: None for d in (unscored or {})}
+    rows.update(scores)
+    order = {d: i for i, d in enumerate(DIMENSIONS)}
+    return dict(sorted(rows.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def render_panel(scores: Mapping[str, float | None], total: float | None, scale: float = 1.0,
                  title: str | None = None) -> np.ndarray:
-    """RGBA uint8 panel: optional title, one labelled bar per score, and the total in bold."""
+    """RGBA uint8 panel: optional title, one labelled bar per score ("n/a" and no bar for None), and the total
+    in bold."""
     import cv2
 
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -78,6 +87,11 @@ def render_panel(scores: Mapping[str, float], total: float | None, scale: float 
         text(title, pad, y, bold=True)
         y += row
     for name, value in scores.items():
+        if value is None:
+            text(short_label(name), pad, y)
+            text("n/a", pad * 2 + label_w + bar_w + pad, y)
+            y += row
+            continue
         v = float(np.clip(value, 0.0, 1.0)) if np.isfinite(value) else 0.0
         text(short_label(name), pad, y)
         x0 = pad * 2 + label_w
@@ -198,8 +212,11 @@ def blend_panel(frames: torch.Tensor, panel: np.ndarray, position: str = "auto",
 
 
 def draw_scores(frames: torch.Tensor, scores: Mapping[str, float], total: float | None,
-                position: str = "auto", opacity: float = 0.85, title: str | None = None) -> torch.Tensor:
-    """Frames [T,H,W,C] with the score panel drawn on each, at most MAX_PANEL_FRACTION of the frame."""
+                position: str = "auto", opacity: float = 0.85, title: str | None = None,
+                unscored: Mapping[str, str] | None = None) -> torch.Tensor:
+    """Frames [T,H,W,C] with the score panel drawn on each, at most MAX_PANEL_FRACTION of the frame;
+    `unscored` dimensions get an "n/a" row."""
+    scores = panel_rows(scores, unscored)
     h, w = frames.shape[1], frames.shape[2]
     scale = panel_scale(h, w)
     panel = render_panel(scores, total, scale, title)

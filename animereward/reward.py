@@ -15,6 +15,7 @@ same way to every call: before each forward (with the chunk's shape), progress, 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from .dimensions import DIMENSIONS, check_dimension_names
 from .hooks import NO_HOOKS, ScoringHooks
 from .scorer_cache import Builder, ScorerCache, builder_of
 from .scorer_protocol import DEFAULT_BATCH_SIZE
-from .scores import SCHEMA_VERSION, RewardScores, ScoresFormatError, rank, resolve_weights
+from .scores import SCHEMA_VERSION, RewardScores, ScoresFormatError, rank, resolve_weights, weighted_totals
 from .weights_layout import (
     DimensionNotAvailableError,
     MissingWeightsError,
@@ -66,9 +67,11 @@ class AnimeReward:
         weights: Mapping[str, float] | None = None,
         keep_loaded: bool = True,
         builders: Mapping[str, Builder] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         """Prefer `from_folder`. paths: checkpoint file/folder per weighted dimension; builders: a
-        `build_scorer`-like callable per dimension replacing the registry's (tests, benchmarks)."""
+        `build_scorer`-like callable per dimension replacing the registry's (tests, benchmarks); settings:
+        what some scorers read with each batch (e.g. character_consistency's gallery, see `with_settings`)."""
         dims = list(dict.fromkeys(dimensions))
         if not dims:
             raise ValueError("dimensions: no dimension enabled; enable at least one")
@@ -99,6 +102,7 @@ class AnimeReward:
         self.quantization = quantization
         self.keep_loaded = keep_loaded
         self.default_weights = dict(weights) if weights is not None else None
+        self.settings: dict[str, Any] = dict(settings or {})
         if weights is not None:
             resolve_weights(weights, self.dimensions)  # fail at construction, not at the first score
         self._scorers = ScorerCache(self.dimensions, paths=self.paths, builders=self.builders, dtype=dtype,
@@ -120,6 +124,7 @@ class AnimeReward:
         weights: Mapping[str, float] | None = None,
         keep_loaded: bool = True,
         builders: Mapping[str, Builder] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> AnimeReward:
         """Locate the files of the enabled dimensions under `root` (official or flat layout, see
         weights_layout); nothing is loaded yet.
@@ -153,8 +158,15 @@ class AnimeReward:
             paths = {d: locate(root_path, d) for d in weighted}
         return cls(
             dims, paths=paths, root=root_path, dtype=dtype, device=device, quantization=quantization,
-            weights=weights, keep_loaded=keep_loaded, builders=builders,
+            weights=weights, keep_loaded=keep_loaded, builders=builders, settings=settings,
         )
+
+    def with_settings(self, **settings: Any) -> AnimeReward:
+        """The same AnimeReward (the same loaded scorers: nothing is loaded twice) with these settings changed,
+        e.g. `with_settings(character_gallery=path)` scores character_consistency against another gallery."""
+        other = copy.copy(self)
+        other.settings = {**self.settings, **settings}
+        return other
 
     def __repr__(self) -> str:
         return f"AnimeReward(dimensions={list(self.dimensions)}, loaded={list(self.loaded())}, root={self.root})"
@@ -250,12 +262,11 @@ class AnimeReward:
         plans = list({id(p): p for p in (frame_plan(d) for d in dims)}.values())
         clips = [cv.validate_clip(c, plans) for c in raw]
         out = run_chunks(clips, prompts, firsts, dims, scorers=self._scorers, hooks=hooks, batch_size=batch_size,
-                         prefetch=self.prefetch, keep_loaded=self.keep_loaded)
-        results = []
-        for scores, extras in zip(out.scores, out.extras, strict=True):
-            total = float(sum(norm[d] * scores[d] for d in dims))
-            results.append(RewardScores(scores=scores, weights=dict(norm), total=total, extras=extras))
-        return results
+                         prefetch=self.prefetch, keep_loaded=self.keep_loaded, settings=self.settings)
+        totals = weighted_totals(out.scores, norm)  # clips without a dimension's score: see scores.py
+        return [RewardScores(scores=scores, weights=used, total=total, extras=extras, unscored=unscored)
+                for scores, extras, unscored, (total, used)
+                in zip(out.scores, out.extras, out.unscored, totals, strict=True)]
 
     def _dimensions_for_call(self, dimensions: Sequence[str] | None) -> list[str]:
         if dimensions is None:

@@ -7,8 +7,9 @@ times the bare forwards on the same preprocessed tensors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -29,6 +30,9 @@ class ClipBatch:
     # Results derived from these frames, shared by every scorer of one call (the facade gives all batches of
     # a call one memo; a batch made on its own gets its own).
     memo: ClipMemo = field(default_factory=ClipMemo)
+    # Settings of the AnimeReward that scores them, for the scorers that read one (AnimeReward.settings, e.g.
+    # character_consistency's gallery).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -41,4 +45,6 @@ class DimensionScorer(Protocol):
         """Model inputs for the whole batch, already on the module's device and dtype."""
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Scores in [0,1], shape [N], float32 (batched over the N clips in one call)."""
+        """Scores in [0,1], shape [N], float32 (batched over the N clips in one call). A clip the scorer
+        cannot score gets NaN, and the scorer's `last_reasons` (a list of N str | None, set by this call)
+        says why: the facade reports it as not scored, with that reason, never as a number."""

@@ -2,7 +2,14 @@
 
 Totals: a weighted mean of the scored dimensions. Weights are relative (normalised to sum 1); a dimension left
 out of a user mapping keeps the default weight 1.0. Ranking: best total first, ties in generation order (the
-order Best-of-N shows and the preference pairs follow).
+order Best-of-N shows and the preference pairs follow); a clip without a total comes last.
+
+A dimension may have no score for a clip (character_consistency when no character is found): it is then
+absent from that clip's `scores` and its reason is in `unscored`; it is never given a made-up number. The
+totals of one scoring call (`weighted_totals`) count the dimensions scored on every clip of the call, with
+their weights renormalised to sum 1, so that candidates ranked against each other are compared on the same
+dimensions (and the reward gap GAPO trains on compares like with like). When no dimension with a weight is
+scored on every clip, each clip's total counts its own scored dimensions, and a clip with none has no total.
 """
 
 from __future__ import annotations
@@ -43,20 +50,25 @@ class RewardScores:
     """Scores of one clip.
 
     JSON schema (`to_dict`/`to_json`, version 1; keys always present, dimensions in DIMENSIONS order):
-      {"total": float,                          weighted mean of "scores" with "weights"
-       "scores": {our dimension name: float},   each in [0, 1]
-       "weights": {our dimension name: float},  normalised: they sum to 1, same keys as "scores"
+      {"total": float | null,                   weighted mean of "scores" with "weights" (null: no dimension
+                                                 with a weight has a score)
+       "scores": {our dimension name: float},   each in [0, 1]; only the dimensions that have a score
+       "weights": {our dimension name: float},  normalised: they sum to 1; the dimensions counted in the total
+                                                 (the scored ones, or those scored on every clip of a call)
+       "unscored": {our dimension name: str},   why an enabled dimension has no score for this clip
        "official": {official key: float},       the scores under reward_infer.py's key names (no flow metrics)
        "extras": {our dimension name: {name: float}}}  optional per-dimension details, e.g.
                  visual_smoothness/visual_appeal: {"raw_score"} (unclamped logit / 100); a scorer whose
                  `stats` input has named columns (`stats_names`) adds them (finite values only)
-    `total` is None only for scores read back (`from_dict`) from JSON that had none.
+    `total` is None when no dimension with a weight has a score, and for scores read back (`from_dict`) from
+    JSON that had none.
     """
 
     scores: dict[str, float]
     weights: dict[str, float]
     total: float | None
     extras: dict[str, dict[str, float]] = field(default_factory=dict)
+    unscored: dict[str, str] = field(default_factory=dict)
 
     def official(self) -> dict[str, float]:
         """Scores under the official `reward_infer.py` key names (the official dimensions only)."""
@@ -70,6 +82,7 @@ class RewardScores:
             "weights": {d: float(w) for d, w in self.weights.items()},
             "official": self.official(),
             "extras": {d: dict(e) for d, e in self.extras.items()},
+            "unscored": dict(self.unscored),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -85,8 +98,9 @@ class RewardScores:
         scores = {str(k): _number(arg, f"score of {k!r}", v) for k, v in data["scores"].items()}
         weights = data.get("weights") or {}
         extras = data.get("extras") or {}
-        if not isinstance(weights, Mapping) or not isinstance(extras, Mapping):
-            raise ScoresFormatError(arg, "'weights' and 'extras' must be objects.", _FIX_SHAPE)
+        unscored = data.get("unscored") or {}
+        if not isinstance(weights, Mapping) or not isinstance(extras, Mapping) or not isinstance(unscored, Mapping):
+            raise ScoresFormatError(arg, "'weights', 'extras' and 'unscored' must be objects.", _FIX_SHAPE)
         total = data.get("total")
         return cls(
             scores=scores,
@@ -94,6 +108,7 @@ class RewardScores:
             total=None if total is None else _number(arg, "total", total),
             extras={str(k): {str(a): _number(arg, f"extra {k!r}/{a!r}", b) for a, b in v.items()}
                     for k, v in extras.items() if isinstance(v, Mapping)},
+            unscored={str(k): str(v) for k, v in unscored.items()},
         )
 
     @classmethod
@@ -115,9 +130,37 @@ class RewardScores:
         return cls.from_dict(data, arg)
 
 
-def rank(totals: Sequence[float]) -> list[int]:
-    """Indices of `totals`, best first; ties keep generation order (a stable sort)."""
-    return sorted(range(len(totals)), key=lambda i: -totals[i])
+def rank(totals: Sequence[float | None]) -> list[int]:
+    """Indices of `totals`, best first; ties keep generation order (a stable sort); clips without a total
+    (None) come last, in generation order."""
+    return sorted(range(len(totals)), key=lambda i: (totals[i] is None, -(totals[i] or 0.0)))
+
+
+def weighted_totals(scores: Sequence[Mapping[str, float]], weights: Mapping[str, float]
+                    ) -> list[tuple[float | None, dict[str, float]]]:
+    """(total, the weights it used) per clip of one call; `weights` are the call's normalised weights.
+
+    See the module docstring: the dimensions with a weight > 0 scored on every clip, renormalised; when there
+    are none, each clip's own scored dimensions; None when a clip has none either."""
+    common = [d for d in weights if all(d in s for s in scores)]
+    if sum(weights[d] for d in common) > 0:
+        used = _renormalised(weights, common)
+        total = [float(sum(used[d] * s[d] for d in used)) for s in scores]
+        return [(t, dict(used)) for t in total]
+    out: list[tuple[float | None, dict[str, float]]] = []
+    for s in scores:
+        own = [d for d in weights if d in s]
+        if sum(weights[d] for d in own) > 0:
+            used = _renormalised(weights, own)
+            out.append((float(sum(used[d] * s[d] for d in used)), used))
+        else:
+            out.append((None, {}))
+    return out
+
+
+def _renormalised(weights: Mapping[str, float], dims: Sequence[str]) -> dict[str, float]:
+    total = sum(weights[d] for d in dims)
+    return {d: weights[d] / total for d in dims}
 
 
 def resolve_weights(

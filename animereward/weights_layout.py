@@ -19,8 +19,14 @@ may raise on a file's contents: the one file read (the shard index) is checked f
 path it names must stay inside its folder. A file that fails is reported as `UnreadableWeightsError`
 ("unreadable: <file>: <reason>") for the dimension it serves, never as a crash of the caller.
 
-`character_consistency` has no implementation yet: it is never reported available, and asking for its files
-is an error that says so. The weight-free flow metrics need no files and are not listed here.
+`character_consistency` reads several files (kind "parts" in the registry): a recogniser `.pth`, a
+Grounding-DINO HF folder, a SAM2.1 checkpoint (`.pt` or HF folder) and, optionally, the official gallery, all
+under the official `reward/character/` folder (`character/IP_checkpoints/...`, `character/videos/`). That
+folder is found as `<root>/character`, `<root>/reward/character`, or the root itself (or `<root>/reward`) when
+it holds `IP_checkpoints/` directly, as the hub's `reward/` folder does. `locate` gives that folder;
+`locate_parts` the file or folder of each part in it. A dimension without an implementation is never reported
+available, and asking for its files is an error that says so. The weight-free flow metrics need no files and
+are not listed here.
 
 Nothing here imports more than the standard library, so ComfyUI can call it when drawing its menus.
 """
@@ -33,12 +39,24 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import dimensions as registry
-from .dimensions import DIMENSIONS, WEIGHTS_SOURCE, WeightsEntry, check_dimension_names
+from .dimensions import DIMENSIONS, WEIGHTS_SOURCE, WeightsEntry, WeightsPart, check_dimension_names
 
 # The dimensions with a name but no implementation yet, and the official files of the others: both read off
 # the registry (dimensions.py), which is where they are declared.
 NOT_IMPLEMENTED = tuple(n for n, d in DIMENSIONS.items() if not d.available)
-OFFICIAL_FILES: dict[str, WeightsEntry] = registry.official_files()
+# The single-checkpoint entries (one file or folder under the official weights/ folder); dimensions that read
+# several files (kind "parts": character_consistency) are in PARTS_FILES.
+OFFICIAL_FILES: dict[str, WeightsEntry] = {d: e for d, e in registry.official_files().items() if e.kind != "parts"}
+PARTS_FILES: dict[str, WeightsEntry] = {d: e for d, e in registry.official_files().items() if e.kind == "parts"}
+
+# Files of a Hugging Face model folder read by the character models (Grounding-DINO: tokenizer and image
+# processor too; SAM2: the config and weights only, its processor is built from the config).
+HF_CONFIG = "config.json"
+DETECTOR_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+DETECTOR_TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "vocab.txt")  # one of them
+# Where the official gallery's list (`gallerys.json`: image path -> identity) may lie, relative to the
+# character folder: the official code's place, or beside the images.
+GALLERY_LISTS: tuple[str, ...] = ("BLIP/data/gallerys.json", "videos/gallerys.json", "gallerys.json")
 
 # Files an Idefics2 `checkpoint-final/` needs besides its weights (what AutoConfig/AutoProcessor read).
 IDEFICS2_CONFIG_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
@@ -112,13 +130,13 @@ def index_shards(folder: Path) -> list[Path]:
 
 
 class DimensionNotAvailableError(ValueError):
-    """A dimension that has a name but no implementation yet (character_consistency)."""
+    """A dimension that has a name but no implementation in this version (none of the built-in ones now)."""
 
 
 def not_available_message(dimension: str) -> str:
     return (
-        f"{dimension} is not available yet: it has no implementation in this version (its Grounding-DINO + "
-        f"SAM2 + BLIP-L pipeline is planned). Remove it from the enabled dimensions."
+        f"{dimension} is not available yet: it has no implementation in this version. Remove it from the "
+        f"enabled dimensions."
     )
 
 
@@ -163,6 +181,99 @@ def _idefics2_missing(folder: Path) -> list[Path]:
     return missing
 
 
+def _hf_missing(folder: Path, part: str) -> list[Path]:
+    """Every file an HF model folder of a character part lacks (the detector also needs its tokenizer and
+    image processor files; the tracker only config and weights). A broken shard index raises."""
+    names = DETECTOR_FILES if part == "detector" else (HF_CONFIG,)
+    missing = [folder / n for n in names if not (folder / n).is_file()]
+    if part == "detector" and not any((folder / n).is_file() for n in DETECTOR_TOKENIZER_FILES):
+        missing.append(folder / DETECTOR_TOKENIZER_FILES[0])
+    if (folder / "model.safetensors.index.json").is_file():
+        missing += [s for s in index_shards(folder) if not s.is_file()]
+    elif not (folder / "model.safetensors").is_file():
+        missing.append(folder / "model.safetensors")
+    return missing
+
+
+def gallery_list(folder: Path) -> Path | None:
+    """The official gallery's list (`gallerys.json`) for a character folder, or None."""
+    for rel in GALLERY_LISTS:
+        if (folder / rel).is_file():
+            return folder / rel
+    return None
+
+
+def is_checkpoint_file(rel: str) -> bool:
+    """A part path naming a checkpoint file (else an HF folder; `sam2.1-hiera-base-plus` has a dot but is one)."""
+    return rel.endswith((".pth", ".pt"))
+
+
+def find_part(folder: Path, part: WeightsPart) -> tuple[Path | None, list[Path]]:
+    """(the part's file or folder in the character folder, []) or (None, what is missing).
+
+    Paths are tried in the registry's order: a checkpoint file (its `.safetensors` copy preferred), or an HF
+    folder that is complete; for a folder that is there but incomplete, what it lacks is reported. A gallery is
+    its image folder with a list (`gallery_list`). A broken shard index raises UnreadableWeightsError."""
+    if part.kind == "gallery":
+        images = folder / part.paths[0]
+        listed = gallery_list(folder)
+        if images.is_dir() and listed is not None:
+            return images, []
+        return None, ([] if images.is_dir() else [images]) + ([] if listed else [folder / GALLERY_LISTS[0]])
+    started: list[Path] = []
+    for rel in part.paths:
+        path = folder / rel
+        if is_checkpoint_file(rel):
+            for cand in (path.with_suffix(".safetensors"), path):
+                if cand.is_file():
+                    return cand, []
+        elif path.is_dir():
+            missing = _hf_missing(path, part.name)
+            if not missing:
+                return path, []
+            started = started or missing
+    return None, started or [folder / part.paths[0]]
+
+
+def _parts_bases(root: Path, entry: WeightsEntry) -> list[Path]:
+    """Folders that may play the role of the official `reward/character/`, most specific first."""
+    return [root / entry.base, root / "reward" / entry.base, root, root / "reward"]
+
+
+def _find_parts(root: Path, entry: WeightsEntry) -> tuple[Path | None, list[Path]]:
+    """(the character folder, []) when every required part is in it, else (None, every missing path): of the
+    first folder that holds `IP_checkpoints/`, or of `<root>/character` when none does."""
+    required = [p for p in entry.parts if p.required]
+    first_missing: list[Path] | None = None
+    for base in _parts_bases(root, entry):
+        if not _is_dir(base / entry.relpath):
+            continue
+        missing = [m for part in required for m in find_part(base, part)[1]]
+        if not missing:
+            return base, []
+        first_missing = first_missing if first_missing is not None else missing
+    if first_missing is not None:
+        return None, first_missing
+    return None, [m for part in required for m in find_part(root / entry.base, part)[1]]
+
+
+def locate_parts(folder: str | Path, dimension: str) -> dict[str, Path | None]:
+    """Each part of a several-file dimension in its folder (what `locate` gave): name -> path, None for an
+    optional part that is absent. A missing required part raises MissingWeightsError naming it."""
+    entry = registry.official_files()[dimension]
+    folder = Path(folder)
+    out: dict[str, Path | None] = {}
+    missing: list[Path] = []
+    for part in entry.parts:
+        found, lacks = find_part(folder, part)
+        out[part.name] = found
+        if found is None and part.required:
+            missing += lacks
+    if missing:
+        raise MissingWeightsError(missing_message(folder, {dimension: missing}), {dimension: missing})
+    return out
+
+
 def _preferred_base(root: Path) -> Path:
     """Where missing files are expected: the `weights/` folder found, else the root itself if it already
     holds some of the files flat, else `<root>/weights` (the official layout)."""
@@ -170,6 +281,8 @@ def _preferred_base(root: Path) -> Path:
         if base.is_dir():
             return base
     for entry in registry.official_files().values():
+        if entry.kind == "parts":
+            continue
         cands = _file_candidates(root, entry) if entry.kind == "file" else _folder_candidates(root, entry)
         if any(c.exists() for c in cands):
             return root
@@ -182,6 +295,8 @@ def _find(root: Path, dimension: str) -> tuple[Path | None, list[Path]]:
     Raises UnreadableWeightsError when the only started folder for the dimension has a broken file, and
     OSError when the file system refuses (permissions); `scan` turns both into reasons."""
     entry = registry.official_files()[dimension]
+    if entry.kind == "parts":
+        return _find_parts(root, entry)
     if entry.kind == "file":
         for base in _bases(root):
             for cand in _file_candidates(base, entry):
@@ -252,8 +367,12 @@ def looks_like_weights_root(folder: Path) -> bool:
     if not _is_dir(folder):
         return False
     try:
-        for base in _bases(folder):
-            for entry in registry.official_files().values():
+        for entry in registry.official_files().values():
+            if entry.kind == "parts":
+                if any(_is_dir(b / entry.relpath) for b in _parts_bases(folder, entry)):
+                    return True
+                continue
+            for base in _bases(folder):
                 cands = _file_candidates(base, entry) if entry.kind == "file" else _folder_candidates(base, entry)
                 if any(c.exists() for c in cands):
                     return True
@@ -263,7 +382,8 @@ def looks_like_weights_root(folder: Path) -> bool:
 
 
 def locate(root: str | Path, dimension: str) -> Path:
-    """The checkpoint file (`.safetensors` preferred over `.pth`) or HF folder of one dimension."""
+    """The checkpoint file (`.safetensors` preferred over `.pth`) or HF folder of one dimension; for one that
+    reads several files (character_consistency), the folder holding them (see `locate_parts`)."""
     if not _check_weighted([dimension]):
         raise ValueError(f"{dimension} needs no weights (it is a weight-free metric)")
     found, missing = _find(Path(root), dimension)
@@ -301,11 +421,20 @@ def missing_message(root: Path | None, missing: dict[str, list[Path]]) -> str:
     lines.append(f"Get them from {WEIGHTS_SOURCE}; the files go in this layout (relative to reward/):")
     for d in missing:
         entry = registry.official_files()[d]
+        if entry.kind == "parts":
+            for part in entry.parts:
+                where = " or ".join(f"{entry.base}/{p}" + ("" if is_checkpoint_file(p) else "/") for p in part.paths)
+                what = (" (optional: the official gallery, with its list gallerys.json from the official code's "
+                        "character/BLIP/data/)" if not part.required
+                        else "" if is_checkpoint_file(part.paths[0]) else " (config.json, model.safetensors)")
+                lines.append(f"  {d} {part.name}: {where}{what}")
+            continue
         extra = ("/ (config.json, model*.safetensors, processor and tokenizer files)" if entry.kind == "folder"
                  else " (or its converted .safetensors)")
         lines.append(f"  {d}: {entry.official}{extra}")
     lines.append(
         "The root may be the reward/ folder, the folder above it, or the weights/ folder; files may also "
-        "lie flat in the root (e.g. checkpoint_06.pth or <checkpoint folder name>/...)."
+        "lie flat in the root (e.g. checkpoint_06.pth or <checkpoint folder name>/...). The character files may "
+        "also lie in <root>/IP_checkpoints/ (the hub's reward/ folder as the root)."
     )
     return "\n".join(lines)

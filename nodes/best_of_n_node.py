@@ -68,6 +68,19 @@ def pick_latent(latents: list[dict] | None, n: int, index: int) -> dict | None:
     return out
 
 
+def left_out_of_totals(results: list[Any]) -> list[str]:
+    """Warnings for the dimensions some candidates have no score for: the totals leave them out for all, so
+    the candidates are compared on the same dimensions (animereward.scores.weighted_totals)."""
+    out = []
+    for d in dict.fromkeys(d for r in results for d in r.unscored):
+        lacking = [i for i, r in enumerate(results) if d in r.unscored]
+        counted = any(d in r.weights for r in results)
+        why = results[lacking[0]].unscored[d]
+        out.append(f"{d}: no score for candidate{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))} "
+                   f"({why}); " + ("counted only where scored" if counted else "left out of every total"))
+    return out
+
+
 def _one(value: Any, default: Any = None) -> Any:
     """is_input_list hands every input over as a list; widgets and single wires have one item."""
     if isinstance(value, list):
@@ -144,6 +157,7 @@ class AnimeRewardBestOfN(io.ComfyNode):
     def execute(cls, reward, images, frames_per_clip, prompt=None, first_frame=None, latents=None,
                 weights=None, top_k=None, sheet_frames=None, skip_unusable=None) -> io.NodeOutput:
         from ..animereward.contact_sheet import contact_sheet
+        from ..animereward.overlay import panel_rows
         from ..animereward.scores import rank
 
         handle = _one(reward)
@@ -164,12 +178,13 @@ class AnimeRewardBestOfN(io.ComfyNode):
         node_id = _one(cls.hidden.unique_id) if cls.hidden else None
         results = score_clips(NODE, handle, list(clips), dims, text or None, key, _one(weights), node_id=node_id,
                               clip_input="images")
-        totals = [float(r.total) for r in results]
-        order = rank(totals)  # best first, ties in generation order (the library's ranking)
+        totals = [r.total for r in results]
+        order = rank(totals)  # best first, ties in generation order, clips without a total last (the library's)
         best = order[0]
         k = min(int(_one(top_k, 2)), n)
-        sheet = contact_sheet(clips, order, [r.scores for r in results], totals,
+        sheet = contact_sheet(clips, order, [panel_rows(r.scores, r.unscored) for r in results], totals,
                               frames_per_row=int(_one(sheet_frames, 4)))
+        warnings = warnings + left_out_of_totals(results)
         payload = {"order": order, "best_index": best, "clips": [r.to_dict() for r in results],
                    "warnings": warnings}
         # A copy of k clips (ComfyUI caches outputs whatever is connected, so it cannot be skipped when the

@@ -23,10 +23,23 @@ def loader_dimensions() -> tuple[str, ...]:
     return registry.available()
 
 
+def leading_dimensions() -> tuple[str, ...]:
+    """Dimensions whose inputs and outputs sit in registry order among a node's other inputs."""
+    return tuple(d for d in loader_dimensions() if not DIMENSIONS[d].appended)
+
+
+def appended_dimensions() -> tuple[str, ...]:
+    """Dimensions added after workflows were saved (`Dimension.appended`): their inputs come after every other
+    input, optional, and their Score outputs after `json`, so saved workflows keep their meaning."""
+    return tuple(d for d in loader_dimensions() if DIMENSIONS[d].appended)
+
+
 def dimension_tooltip(name: str) -> str:
     dim = DIMENSIONS[name]
     reads = [w for w, on in (("the prompt", dim.needs_prompt), ("the first frame", dim.needs_first_frame)) if on]
-    needs = "no weights (computed from the frames)" if not dim.needs_weights else "its checkpoint in the folder"
+    needs = ("no weights (computed from the frames)" if not dim.needs_weights
+             else "its files (character/IP_checkpoints/...) in the folder, and a gallery of characters"
+             if dim.files is not None and dim.files.kind == "parts" else "its checkpoint in the folder")
     extra = f"; reads {' and '.join(reads)}" if reads else ""
     return f"Score {dim.label} ({name}): needs {needs}{extra}."
 
@@ -64,7 +77,7 @@ class AnimeRewardLoader(io.ComfyNode):
                 io.Combo.Input("weights", options=roots, default=model_folder.NO_WEIGHTS,
                                tooltip="A folder in models/animereward holding the official reward weights. "
                                        "'none' scores with the weight-free flow metrics only."),
-                *[io.Boolean.Input(name, default=True, tooltip=dimension_tooltip(name)) for name in loader_dimensions()],
+                *[io.Boolean.Input(name, default=True, tooltip=dimension_tooltip(name)) for name in leading_dimensions()],
                 io.Boolean.Input("skip_missing", default=True,
                                  tooltip="Skip enabled dimensions whose files are missing (listed on the node). "
                                          "Off: missing files are an error listing each one."),
@@ -79,6 +92,8 @@ class AnimeRewardLoader(io.ComfyNode):
                              tooltip="Clips per forward when scoring several (Best-of-N). Larger is faster on a "
                                      "big GPU and needs more VRAM; lower it if scoring runs out of memory. "
                                      "See docs/batch-size.md."),
+                *[io.Boolean.Input(name, default=True, optional=True, tooltip=dimension_tooltip(name))
+                  for name in appended_dimensions()],
             ],
             outputs=[AnimeRewardType.Output("reward", display_name="reward",
                                             tooltip="The judge, for AnimeReward Score and Best-of-N. Its models "
@@ -105,7 +120,11 @@ class AnimeRewardLoader(io.ComfyNode):
         if root is None:
             return f"{weights!r}"
         found, problems = scan(root)
-        return f"{root}:{sorted(found.items())}:{sorted(problems.items())}"
+        from .characters_folder import character_roots, stamp
+
+        # the default gallery of character_consistency may be the characters folder (character_gallery_default)
+        characters = [f"{k}={stamp(v)}" for k, v in character_roots().items()] if found.get(CHARACTER) else []
+        return f"{root}:{sorted(found.items())}:{sorted(problems.items())}:{characters}"
 
     @classmethod
     def execute(cls, weights: str, skip_missing: bool, dtype: str, quantization: str,
@@ -143,7 +162,18 @@ class AnimeRewardLoader(io.ComfyNode):
                 raise NodeInputError(cls.NODE_NAME, "weights", missing_message(root, found),
                                      "add the files, switch those dimensions off, or turn on skip_missing.")
             missing |= {d: [str(p) for p in ps] for d, ps in found.items() if ps}
+        settings: dict[str, object] = {}
+        if CHARACTER in enabled and CHARACTER not in missing and root is not None:
+            gallery, why = character_gallery_default(root)
+            if why is not None:
+                if not skip_missing:
+                    raise NodeInputError(cls.NODE_NAME, CHARACTER, why, "add a gallery, or switch it off.")
+                missing[CHARACTER] = [why]
+            elif gallery is not None:
+                settings[GALLERY_SETTING] = gallery
         dims = [d for d in enabled if d not in missing]
+        if CHARACTER in dims:
+            check_character_models(cls.NODE_NAME)
         if not dims:
             raise NodeInputError(cls.NODE_NAME, "weights", f"no enabled dimension has its files: {missing}.",
                                  "put the official files in the folder, or enable the flow metrics.")
@@ -154,9 +184,44 @@ class AnimeRewardLoader(io.ComfyNode):
         unmanaged = frozenset(d for d in dims if quant and quant in DIMENSIONS[d].quantizations)
         device = mm.get_torch_device() if unmanaged else "cpu"
         with from_library(cls.NODE_NAME):
-            reward = AnimeReward.from_folder(root, dims, dtype=torch_dtype(dtype), device=device, quantization=quant)
+            reward = AnimeReward.from_folder(root, dims, dtype=torch_dtype(dtype), device=device, quantization=quant,
+                                             settings=settings)
         return io.NodeOutput(RewardHandle(reward=reward, root=root, skipped=missing, unmanaged=unmanaged,
                                           batch_size=int(batch_size)))
+
+
+CHARACTER = "character_consistency"
+GALLERY_SETTING = "character_gallery"  # animereward.character_scorer.GALLERY_SETTING (not imported: torch)
+
+
+def character_gallery_default(root: Path) -> tuple[Path | None, str | None]:
+    """The gallery character_consistency scores against by default: (None, None) for the official gallery
+    in the weights folder; else (the artist's characters folder, None) when it holds characters; else
+    (None, why there is none)."""
+    from ..animereward.weights_layout import locate, locate_parts
+    from .characters_folder import character_roots
+
+    try:
+        if locate_parts(locate(root, CHARACTER), CHARACTER).get("gallery") is not None:
+            return None, None
+    except (OSError, ValueError):
+        pass
+    for path in character_roots().values():
+        return path, None
+    return None, ("no gallery of characters to compare with: neither the official gallery (character/videos/ "
+                  "with gallerys.json) in the weights folder nor any character in models/animereward/characters/ "
+                  "(a folder per character, <name>/, with a few images each).")
+
+
+def check_character_models(node: str) -> None:
+    """An older transformers lacks the detector and tracker classes: say which version, naming the toggle."""
+    from ..animereward.character_tracking import CharacterModelsUnavailable, transformers_classes
+
+    try:
+        transformers_classes()
+    except CharacterModelsUnavailable as exc:
+        raise NodeInputError(node, CHARACTER, str(exc), f"update transformers, or switch {CHARACTER} off "
+                             "(the other dimensions work without it).") from exc
 
 
 def _weights_problem(weights: object) -> tuple[str, str] | None:
@@ -168,6 +233,13 @@ def _weights_problem(weights: object) -> tuple[str, str] | None:
         return (f"folder '{weights}' is not in models/animereward (or holds none of the reward's files).",
                 "refresh the page (R) and pick an existing folder.")
     return None
+
+
+def weight_input(d: str, optional: bool = False) -> io.Float.Input:
+    return io.Float.Input(d, default=DIMENSIONS[d].default_weight, min=0.0, max=10.0, step=0.05, optional=optional,
+                          tooltip=f"How much {DIMENSIONS[d].label} counts in the total, 0 to 10 (1 = as much as the "
+                                  "others, 0 = shown but left out of the total). A clip with no score for it (e.g. "
+                                  "no character found) is totalled over the other dimensions.")
 
 
 class AnimeRewardWeights(io.ComfyNode):
@@ -183,10 +255,8 @@ class AnimeRewardWeights(io.ComfyNode):
             category="AnimeReward",
             description="Weights of each dimension in the total score (only enabled dimensions count; "
                         "the total is the weighted mean).",
-            inputs=[io.Float.Input(d, default=DIMENSIONS[d].default_weight, min=0.0, max=10.0, step=0.05,
-                                   tooltip=f"How much {DIMENSIONS[d].label} counts in the total, 0 to 10 (1 = as much "
-                                           "as the others, 0 = shown but left out of the total).")
-                    for d in loader_dimensions()],
+            inputs=[*[weight_input(d) for d in leading_dimensions()],
+                    *[weight_input(d, optional=True) for d in appended_dimensions()]],
             outputs=[RewardWeightsType.Output("weights", display_name="weights",
                                               tooltip="Connect to the weights input of AnimeReward Score or "
                                                       "Best-of-N.")],

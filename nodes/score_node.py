@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from .comfy_compat import check_interrupt
 from .errors import NodeInputError
-from .loader_node import loader_dimensions
+from .loader_node import appended_dimensions, leading_dimensions
 from .score_display import scores_payload, show_scores
 from .scoring import dimensions_for_inputs, first_frames_for, score_clips
 from .types import AnimeRewardType, RewardWeightsType
@@ -31,19 +31,33 @@ def frames_from(node: str, frames: torch.Tensor | None, video: object | None) ->
     return frames
 
 
-def not_scored(node: str, dimension: str, reward: Any, warnings: list[str]) -> Any:
-    """What an unscored dimension's FLOAT output carries: not a number a math node would use without complaint
-    (it was -1.0), but ComfyUI's ExecutionBlocker: a node connected to it does not run, and the page shows why."""
+def blocked(message: str) -> Any:
     from comfy_execution.graph_utils import ExecutionBlocker
 
+    return ExecutionBlocker(message)
+
+
+def not_scored(node: str, dimension: str, reward: Any, warnings: list[str],
+               unscored: dict[str, str] | None = None) -> Any:
+    """What an unscored dimension's FLOAT output carries: not a number a math node would use without complaint
+    (it was -1.0), but ComfyUI's ExecutionBlocker: a node connected to it does not run, and the page shows why."""
+    if unscored and dimension in unscored:  # scored, but this clip has no score (e.g. no character found)
+        return blocked(f"{node}: output '{dimension}': this clip has no {dimension} score: {unscored[dimension]}. "
+                       "The total counts the other dimensions. Fix: nothing to fix in the graph; take the wire "
+                       "from this output away if a node must always run.")
     if dimension in getattr(reward, "skipped", {}):
         why = "its weights were not found when the loader ran"
     elif any(w.startswith(f"{dimension} skipped") for w in warnings):
         why = "its prompt or first frame is not connected (skip_unusable is on)"
     else:
         why = "it is switched off in the AnimeReward Loader"
-    return ExecutionBlocker(f"{node}: output '{dimension}': {dimension} was not scored: {why}. "
-                            f"Fix: switch it on and give it its weights, or take the wire from this output away.")
+    return blocked(f"{node}: output '{dimension}': {dimension} was not scored: {why}. "
+                   f"Fix: switch it on and give it its weights, or take the wire from this output away.")
+
+
+def dimension_output_tooltip(d: str) -> str:
+    return (f"The {d} score, 0 to 1 (higher is better). Not scored (off, no weights, or no score for this clip, "
+            "e.g. no character found): a node connected here is stopped with a message saying why.")
 
 
 class AnimeRewardScore(io.ComfyNode):
@@ -74,13 +88,12 @@ class AnimeRewardScore(io.ComfyNode):
             outputs=[
                 io.Float.Output("total", display_name="total",
                                 tooltip="Weighted mean of the scored dimensions, 0 to 1 (higher is better)."),
-                *[io.Float.Output(d, display_name=d, tooltip=f"The {d} score, 0 to 1 (higher is better). Not scored "
-                                                             "(off, or no weights): a node connected here is "
-                                                             "stopped with a message saying why.")
-                  for d in loader_dimensions()],
+                *[io.Float.Output(d, display_name=d, tooltip=dimension_output_tooltip(d)) for d in leading_dimensions()],
                 io.String.Output("json", display_name="json",
-                                 tooltip="Every score, the weights and the skipped dimensions as JSON: for "
-                                         "AnimeReward Overlay, or a text node to read them."),
+                                 tooltip="Every score, the weights, and why a dimension has no score (unscored), "
+                                         "as JSON: for AnimeReward Overlay, or a text node to read them."),
+                *[io.Float.Output(d, display_name=d, tooltip=dimension_output_tooltip(d))
+                  for d in appended_dimensions()],
             ],
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
@@ -101,10 +114,20 @@ class AnimeRewardScore(io.ComfyNode):
         dims, warnings = dimensions_for_inputs(cls.NODE_NAME, reward, prompt, key, skip_unusable)
         result = score_clips(cls.NODE_NAME, reward, [clip], dims, prompt or None, key, weights,
                              node_id=cls.hidden.unique_id, clip_input="video" if video is not None else "frames")[0]
-        per_dim = [float(result.scores[d]) if d in result.scores else not_scored(cls.NODE_NAME, d, reward, warnings)
-                   for d in loader_dimensions()]
+        def output(d: str) -> Any:
+            if d in result.scores:
+                return float(result.scores[d])
+            return not_scored(cls.NODE_NAME, d, reward, warnings, result.unscored)
+
+        if result.total is None:
+            total: Any = blocked(f"{cls.NODE_NAME}: output 'total': no dimension with a weight has a score for this "
+                                 f"clip ({'; '.join(f'{d}: {w}' for d, w in result.unscored.items())}). Fix: enable "
+                                 "another dimension, or give one that has a score a weight above 0.")
+        else:
+            total = float(result.total)
         show_scores(cls.hidden.unique_id, scores_payload(reward.skipped, [result], warnings))
-        return io.NodeOutput(float(result.total), *per_dim, result.to_json())
+        return io.NodeOutput(total, *map(output, leading_dimensions()), result.to_json(),
+                             *map(output, appended_dimensions()))
 
 
 class AnimeRewardOverlay(io.ComfyNode):
@@ -141,7 +164,7 @@ class AnimeRewardOverlay(io.ComfyNode):
 
         entry = parse_scores_json(cls.NODE_NAME, scores_json, clip_index)
         with scope(check_interrupt):  # Cancel between slices of a long clip
-            out = draw_scores(frames, entry.scores, entry.total, position, opacity)
+            out = draw_scores(frames, entry.scores, entry.total, position, opacity, unscored=entry.unscored)
         return io.NodeOutput(out)
 
 

@@ -17,13 +17,15 @@ from animereward.reward import AnimeReward, RewardScores
 
 def test_built_in_facts_are_declared_once() -> None:
     assert registry.available() == ("visual_smoothness", "visual_motion", "visual_appeal", "text_video_consistency",
-                                    "image_video_consistency", "flow_smoothness", "flow_motion")
-    assert registry.weighted() == registry.available()[:5]
+                                    "image_video_consistency", "character_consistency", "flow_smoothness",
+                                    "flow_motion")
+    assert registry.weighted() == registry.available()[:6]
     assert [d for d in DIMENSIONS if DIMENSIONS[d].quantizations] == ["visual_smoothness", "visual_appeal"]
     assert registry.QUANTIZATIONS == (None, "8bit", "4bit")
     assert [d for d in DIMENSIONS if DIMENSIONS[d].needs_prompt] == [
         "visual_smoothness", "visual_appeal", "text_video_consistency"]
-    assert not DIMENSIONS["character_consistency"].available  # named, not offered
+    assert DIMENSIONS["character_consistency"].files.kind == "parts"  # several files (weights_layout)
+    assert [d for d in DIMENSIONS if DIMENSIONS[d].appended] == ["character_consistency"]  # after saved inputs
     assert set(registry.labels()) == set(DIMENSIONS) and len(set(registry.labels().values())) == len(DIMENSIONS)
 
 

@@ -418,15 +418,18 @@ def test_missing_files_one_error_lists_everything(tmp_path: Path) -> None:
     assert AnimeReward.from_folder(tmp_path).dimensions == ("visual_appeal", *FLOW_DIMENSIONS)
 
 
-def test_character_consistency_is_known_but_not_available() -> None:
-    for call in (lambda: AnimeReward.from_folder(None, ["character_consistency", "flow_motion"]),
-                 lambda: AnimeReward(["character_consistency"]),
-                 lambda: AnimeReward.from_folder(None).scorer("character_consistency"),
-                 lambda: AnimeReward.from_folder(None).score(make_clip(0, frames=2),
-                                                             dimensions=["character_consistency"])):
-        with pytest.raises(DimensionNotAvailableError, match="character_consistency is not available yet: it has no "
-                                                             "implementation"):
-            call()
+def test_a_named_dimension_without_implementation_is_not_available() -> None:
+    from animereward import dimensions as registry
+    from animereward.dimensions import Dimension
+
+    with registry.registered(Dimension("future_dim", None, "consistency", "Future", "future")):
+        for call in (lambda: AnimeReward.from_folder(None, ["future_dim", "flow_motion"]),
+                     lambda: AnimeReward(["future_dim"]),
+                     lambda: AnimeReward.from_folder(None).scorer("future_dim"),
+                     lambda: AnimeReward.from_folder(None).score(make_clip(0, frames=2), dimensions=["future_dim"])):
+            with pytest.raises(DimensionNotAvailableError, match="future_dim is not available yet: it has no "
+                                                                 "implementation"):
+                call()
     with pytest.raises(ValueError, match=r"unknown AnimeReward dimension\(s\) \['motion'\]"):
         AnimeReward.from_folder(None, ["motion"])
     with pytest.raises(ValueError, match="no dimension enabled"):
@@ -450,13 +453,13 @@ def test_json_schema_is_stable_and_round_trips() -> None:
     clip = make_clip(0, frames=2, height=16, width=16)
     result = reward.score(clip, prompt="p", first_frame=clip[0], weights={"flow_smoothness": 2})
     data = json.loads(result.to_json())
-    assert list(data) == ["total", "scores", "weights", "official", "extras"]
+    assert list(data) == ["total", "scores", "weights", "official", "extras", "unscored"]
     assert data == result.to_dict()
     assert data["scores"] == {"visual_smoothness": 0.25, "image_video_consistency": 0.5, "flow_smoothness": 1.0}
     assert data["official"] == {"visual_smooth": 0.25, "img-video_consist": 0.5}  # no flow metrics
     assert data["weights"] == {"visual_smoothness": 0.25, "image_video_consistency": 0.25, "flow_smoothness": 0.5}
     assert data["total"] == pytest.approx(0.25 * 0.25 + 0.5 * 0.25 + 1.0 * 0.5)
-    assert data["extras"] == {}
+    assert data["extras"] == {} and data["unscored"] == {}
     assert all(isinstance(v, float) for part in ("scores", "weights", "official") for v in data[part].values())
     again = RewardScores.from_dict(data)
     assert again == result and again.to_json() == result.to_json()

@@ -16,7 +16,6 @@ from animereward_testkit import official_weights as ow
 from animereward.dimensions import ANIMEREWARD_DIMENSIONS, WEIGHTS_SOURCE
 from animereward.weights_layout import (
     OFFICIAL_FILES,
-    DimensionNotAvailableError,
     MissingWeightsError,
     UnreadableWeightsError,
     available_dimensions,
@@ -146,11 +145,12 @@ def test_incomplete_idefics2_folder_lists_what_it_lacks(tmp_path: Path) -> None:
         missing_files(tmp_path, ["visual_appeal"])
 
 
-def test_character_consistency_is_known_but_not_available(tmp_path: Path) -> None:
+def test_character_consistency_is_looked_for_in_the_character_folder(tmp_path: Path) -> None:
+    """Its files are not under weights/ (tests/animereward/test_character_dimension.py finds real ones)."""
     assert available_dimensions(tmp_path)["character_consistency"] is False
-    with pytest.raises(DimensionNotAvailableError, match="character_consistency is not available yet"):
-        missing_files(tmp_path, ["character_consistency"])
-    with pytest.raises(DimensionNotAvailableError, match="no implementation"):
+    missing = missing_files(tmp_path, ["character_consistency"])["character_consistency"]
+    assert missing[0] == tmp_path / "character/IP_checkpoints/blip_checkpoints/animate_recoginzer.pth"
+    with pytest.raises(MissingWeightsError, match="character/IP_checkpoints/grouding-dino-base/"):
         locate(tmp_path, "character_consistency")
 
 

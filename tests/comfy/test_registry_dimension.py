@@ -19,9 +19,14 @@ from animereward_testkit.dummy_dimension import DEFAULT_WEIGHT, DIMENSION, SHORT
 from animereward_testkit.reward_workflows import FLOW_DIMS, WEIGHTED_DIMS, capture, score, synthetic
 from animereward_testkit.server import ComfyServer
 
+from animereward import dimensions as registry
+
 pytestmark = pytest.mark.comfy
 
 NODE_DIR = Path(comfy_paths.__file__).resolve().parent / "dummy_dimension_node"
+# Score outputs in registry order, except dimensions added after workflows were saved (after json)
+APPENDED = tuple(d for d in (*WEIGHTED_DIMS, *FLOW_DIMS) if registry.DIMENSIONS[d].appended)
+LEADING = tuple(d for d in (*WEIGHTED_DIMS, *FLOW_DIMS) if d not in APPENDED)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,8 @@ def _graph(seed: int = 0) -> dict:
         "11": {"class_type": "AnimeRewardWeights",
               "inputs": {d: 1.0 for d in (*WEIGHTED_DIMS, *FLOW_DIMS)} | {DIMENSION: DEFAULT_WEIGHT}},
         "2": score(frames=["1", 0], weights=["11", 0]),
-        # outputs: total, one float per offered dimension (the dummy last), json
-        "3": capture(float=["2", 1 + len(WEIGHTED_DIMS) + len(FLOW_DIMS)],
-                     string=["2", 2 + len(WEIGHTED_DIMS) + len(FLOW_DIMS)]),
+        # outputs: total, one float per offered dimension (the dummy last), json, then the appended dimensions
+        "3": capture(float=["2", 1 + len(LEADING)], string=["2", 2 + len(LEADING)]),
     }
 
 
@@ -59,7 +63,8 @@ def test_registered_dimension_reaches_nodes_json(server: ComfyServer) -> None:
     assert loader[DIMENSION][0] == "BOOLEAN" and "Dummy brightness" in loader[DIMENSION][1]["tooltip"]
     weights = info["AnimeRewardWeights"]["input"]["required"]
     assert weights[DIMENSION][1]["default"] == DEFAULT_WEIGHT
-    assert info["AnimeRewardScore"]["output_name"][-2:] == [DIMENSION, "json"]
+    names = info["AnimeRewardScore"]["output_name"]
+    assert names[names.index("json") - 1] == DIMENSION and names[names.index("json") + 1:] == list(APPENDED)
 
     entry = server.run(_graph())
     got = entry["outputs"]["3"]["captured"][0]

@@ -28,14 +28,19 @@ export function rowsOf(data) {
     return data.order.map((i, rank) => ({ label: `#${rank + 1} clip ${i}`, value: data.clips[i].total, bold: rank === 0 }));
   }
   const clip = data.clips[0];
+  // a dimension without a score for this clip (e.g. no character found) shows "n/a"; its reason is a note
   const rows = Object.entries(clip.scores).map(([k, v]) => ({ label: labelOf(data, k), value: v }));
-  rows.push({ label: "total", value: clip.total, bold: true });
+  for (const k of Object.keys(clip.unscored || {})) rows.push({ label: labelOf(data, k), value: null });
+  rows.push({ label: "total", value: clip.total ?? null, bold: true });
   return rows;
 }
 
 export function notesOf(data) {
   if (!data) return [];
   const notes = [...(data.warnings || [])];
+  if (data.clips?.length === 1) {
+    for (const [k, why] of Object.entries(data.clips[0].unscored || {})) notes.push(`${labelOf(data, k)}: no score (${why})`);
+  }
   if (data.skipped && data.skipped.length) notes.push(`not loaded: ${data.skipped.map((d) => labelOf(data, d)).join(", ")}`);
   return notes;
 }
@@ -135,10 +140,11 @@ function tableWidget(node) {
         ctx.fillText(r.label, 10, top + 11);
         ctx.fillStyle = "#444";
         ctx.fillRect(barX, top + 3, barW, ROW - 6);
+        const known = typeof r.value === "number";
         ctx.fillStyle = r.bold ? "#fff" : "#6ab4ff";
-        ctx.fillRect(barX, top + 3, barW * Math.max(0, Math.min(1, r.value)), ROW - 6);
+        if (known) ctx.fillRect(barX, top + 3, barW * Math.max(0, Math.min(1, r.value)), ROW - 6);
         ctx.fillStyle = "#ddd";
-        ctx.fillText(r.value.toFixed(3), barX + barW + 6, top + 11);
+        ctx.fillText(known ? r.value.toFixed(3) : "n/a", barX + barW + 6, top + 11);
       });
       ctx.font = "11px sans-serif";
       ctx.fillStyle = "#fb4";
