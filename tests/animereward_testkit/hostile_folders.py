@@ -59,6 +59,18 @@ def _motion(content: bytes) -> Callable[[Path], None]:
     return plant
 
 
+CHARACTER = "character_consistency"  # a character folder in the official layout (small models)
+
+
+def _character(rel: str, content: bytes) -> Callable[[Path], None]:
+    def plant(root: Path) -> None:
+        from .character_weights import write_character_root
+
+        write_character_root(root)
+        (root / rel).write_bytes(content)
+    return plant
+
+
 def _truncated_zip() -> bytes:
     buf = io.BytesIO()
     torch.save({"state_dict": {"w": torch.ones(64)}}, buf)
@@ -87,6 +99,14 @@ CASES: dict[Hostile, Callable[[Path], None]] = {
     Hostile("pth_json", MOTION, ("testvl-pre76-top187-rec69.pth", "a JSON file")): _motion(b'{"error": "gated"}'),
     Hostile("pth_text", MOTION, ("testvl-pre76-top187-rec69.pth", "a text file")): _motion(b"weights go here\n"),
     Hostile("pth_truncated", MOTION, ("testvl-pre76-top187-rec69.pth", "truncated")): _motion(_truncated_zip()),
+    Hostile("character_recognizer_lfs", CHARACTER, ("animate_recoginzer.pth", "Git LFS pointer")): _character(
+        "character/IP_checkpoints/blip_checkpoints/animate_recoginzer.pth", LFS),
+    Hostile("character_detector_config_html", CHARACTER, ("grouding-dino-base/config.json", "not a JSON object")):
+        _character("character/IP_checkpoints/grouding-dino-base/config.json", b"<html>502 Bad Gateway</html>"),
+    Hostile("character_tracker_weights_lfs", CHARACTER, ("sam2.1-hiera-base-plus", "model.safetensors")):
+        _character("character/IP_checkpoints/sam2.1-hiera-base-plus/model.safetensors", LFS),
+    Hostile("character_gallery_escapes", CHARACTER, ("gallerys.json", "points outside")): _character(
+        "character/BLIP/data/gallerys.json", b'[{"image": "../../../../etc/passwd", "caption": "x"}]'),
 }
 
 
