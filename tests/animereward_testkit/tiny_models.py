@@ -136,20 +136,22 @@ def write_tiny_ltxv(models_dir: Path, seed: int = 4) -> Path:
     return path
 
 
-class StandInWan22Encoder:
-    """Encodes a start image to a Wan 2.2 latent ([1, 48, 1, H/16, W/16]) for `Wan22ImageToVideoLatent`, which
-    only calls `vae.encode`: ComfyUI 0.3.75 builds the Wan 2.2 VAE at its full width (dim 160, hundreds of
-    MB), so tests use this deterministic stand-in (16×16 average pooling, a fixed 3→48 projection)."""
+class StandInVideoEncoder:
+    """Encodes a start image to one latent frame ([1, channels, 1, H/factor, W/factor]) for ComfyUI's
+    image-to-video latent nodes, which only call `vae.encode`: Wan 2.2's `Wan22ImageToVideoLatent` (48 channels,
+    16×, the defaults) and `LTXVImgToVideo` (128 channels, 32×). ComfyUI 0.3.75 builds those VAEs at full width
+    (hundreds of MB), so tests use this deterministic stand-in (average pooling, a fixed projection)."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, channels: int = 48, factor: int = 16, seed: int = 0) -> None:
         import torch
 
-        self.projection = torch.randn(48, 3, generator=torch.Generator().manual_seed(seed))
+        self.factor = factor
+        self.projection = torch.randn(channels, 3, generator=torch.Generator().manual_seed(seed))
 
     def encode(self, image):  # image [B, H, W, 3] in [0, 1]
         import torch
 
-        pooled = torch.nn.functional.avg_pool2d(image[..., :3].movedim(-1, 1).float(), 16)  # [B, 3, h, w]
+        pooled = torch.nn.functional.avg_pool2d(image[..., :3].movedim(-1, 1).float(), self.factor)  # [B, 3, h, w]
         latent = torch.einsum("oc,bchw->bohw", self.projection, pooled - 0.5)
         return latent[:1].unsqueeze(2)
 

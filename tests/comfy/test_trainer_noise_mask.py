@@ -11,7 +11,7 @@ import torch
 from animereward_testkit.collect_workflows import collect, datasets_root
 from animereward_testkit.pack import pack_module
 from animereward_testkit.reward_workflows import capture, captured
-from animereward_testkit.tiny_models import TINY_WAN22, StandInWan22Encoder, write_tiny_wan22
+from animereward_testkit.tiny_models import TINY_WAN22, StandInVideoEncoder, write_tiny_wan22
 
 from gapo_trainer.store import PreferenceStore
 
@@ -32,37 +32,60 @@ def wan22(comfy, comfy_base_dir):
     return model
 
 
-def test_first_frame_replay_matches_the_sampler(comfy, wan22):
+def _start_latent(kind: str, comfy_base_dir, start):
+    """The model, the image-to-video LATENT of 2 candidates (ComfyUI's own node) and the text conditioning."""
+    from comfy.sd import load_diffusion_model
+
+    if kind == "wan22":
+        from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
+
+        model = load_diffusion_model(str(write_tiny_wan22(comfy_base_dir / "models")))
+        latent = Wan22ImageToVideoLatent.execute(StandInVideoEncoder(), 64, 64, 5, 2, start_image=start).result[0]
+        return model, latent, _text_cond(1), _text_cond(2)
+    from animereward_testkit.tiny_models import write_tiny_ltxv
+    from comfy_extras.nodes_lt import LTXVImgToVideo
+
+    model = load_diffusion_model(str(write_tiny_ltxv(comfy_base_dir / "models")))
+    pos, neg = _text_cond(1), _text_cond(2)
+    for c in (pos, neg):  # LTX-Video's T5 encoder gives an attention mask
+        c[0][1]["attention_mask"] = torch.ones(1, 8, dtype=torch.int64)
+    pos, neg, latent = LTXVImgToVideo.execute(pos, neg, start, StandInVideoEncoder(128, 32), 64, 64, 9, 2, 1.0).result
+    return model, latent, pos, neg
+
+
+@pytest.mark.parametrize("kind", ["wan22", "ltxv"])
+def test_first_frame_replay_matches_the_sampler(comfy, comfy_base_dir, kind):
+    """Wan 2.2 TI2V (Wan22ImageToVideoLatent) and LTX-Video (LTXVImgToVideo), with the tiny models."""
     import comfy.sample
     import comfy.samplers
-    from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
 
     den, lora, masks = (pack_module(m) for m in ("nodes.comfy_denoiser", "nodes.comfy_lora", "nodes.noise_masks"))
     g = torch.Generator().manual_seed(21)
     start = torch.rand(1, 64, 64, 3, generator=g)
     with torch.inference_mode():  # as inside the executor
-        latent = Wan22ImageToVideoLatent.execute(StandInWan22Encoder(), 64, 64, 5, 2, start_image=start).result[0]
-    assert latent["samples"].shape == (2, 48, 2, 4, 4) and "noise_mask" in latent
-    pos, neg = _text_cond(1), _text_cond(2)
+        model, latent, pos, neg = _start_latent(kind, comfy_base_dir, start)
+    assert type(model.model).__name__ == {"wan22": "WAN22", "ltxv": "LTXV"}[kind]
+    assert latent["samples"].shape[0] == 2 and latent["samples"].shape[2] == 2 and "noise_mask" in latent
+
 
     # ComfyUI's sampler, two Euler steps: record its state x, sigma and the denoised latent it used
-    ms = wan22.get_model_object("model_sampling")
+    ms = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(ms, "simple", 2)
     seen = []
     with torch.inference_mode():
         noise = comfy.sample.prepare_noise(latent["samples"], 7)
         samples = comfy.sample.sample(
-            wan22, noise, 2, 1.0, "euler", "simple", pos, neg, latent["samples"], noise_mask=latent["noise_mask"],
+            model, noise, 2, 1.0, "euler", "simple", pos, neg, latent["samples"], noise_mask=latent["noise_mask"],
             callback=lambda i, x0, x, n: seen.append((x.clone(), sigmas[i].repeat(2), x0.clone())), seed=7)
     assert len(seen) == 2
 
     # what Collect stores and the trainer reads back
     stored = masks.stored_noise_mask(latent, samples)
-    assert stored.shape == (1, 1, 2, 4, 4) and stored[0, 0, 0].eq(0).all() and stored[0, 0, 1].eq(1).all()
+    assert stored.shape == (1, 1, *samples.shape[2:]) and stored[0, 0, 0].eq(0).all() and stored[0, 0, 1].eq(1).all()
     mask = masks.replay_mask(stored, samples, list(samples.shape[1:]))
-    assert mask.shape == (1, 48, 2, 4, 4)
+    assert mask.shape == (1, *samples.shape[1:])
 
-    mp = den.training_clone(wan22)
+    mp = den.training_clone(model)
     lora.ComfyLora(mp, rank=4, alpha=4.0, seed=0)  # zero-initialised: predicts as the base
     shape = list(samples.shape[1:])
     masked = den.ComfyDenoiser(mp, {"g": pos}, shape, noise_masks={"g": (mask, samples[0])})
@@ -77,7 +100,7 @@ def test_first_frame_replay_matches_the_sampler(comfy, wan22):
     for (x, sigma, theirs), raw in zip(seen, ours, strict=True):
         torch.testing.assert_close(ms.calculate_denoised(sigma, raw, x), theirs, atol=1e-5, rtol=1e-5)
     # the start frame is the kept latent, and the mask matters for the other frames too (per-frame timesteps)
-    kept = wan22.model.process_latent_in(samples[:1])[:, :, 0]
+    kept = model.model.process_latent_in(samples[:1])[:, :, 0]
     torch.testing.assert_close(seen[0][2][:, :, 0], kept.expand(2, -1, -1, -1), atol=1e-5, rtol=1e-5)
     assert (unmasked[0][:, :, 1] - ours[0][:, :, 1]).abs().max() > 1e-3
 

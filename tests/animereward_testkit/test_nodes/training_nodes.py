@@ -45,9 +45,9 @@ class Wan22StartLatent(io.ComfyNode):
     def execute(cls, start_image, width: int, height: int, length: int, batch_size: int) -> io.NodeOutput:
         from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
 
-        from animereward_testkit.tiny_models import StandInWan22Encoder
+        from animereward_testkit.tiny_models import StandInVideoEncoder
 
-        out = Wan22ImageToVideoLatent.execute(StandInWan22Encoder(), width, height, length, batch_size,
+        out = Wan22ImageToVideoLatent.execute(StandInVideoEncoder(), width, height, length, batch_size,
                                               start_image=start_image)
         return io.NodeOutput(out.result[0])
 
