@@ -30,6 +30,7 @@ PAIR_MODES = ["all", "best_vs_rest", "adjacent"]
 # differences between winner and loser too; see the help page for how the flow value was chosen.
 DEFAULT_BETA = {"eps": 5000.0, "v": 5000.0, "flow": 500.0}
 CHECKPOINTS_FOLDER = "animereward_training"
+RANK_RANGE, ALPHA_RANGE = (1, 256), (0.01, 1024.0)
 
 
 def _datasets() -> list[str]:
@@ -100,8 +101,8 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                                      "'gradient_accumulation' preference pairs."),
                 io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-6,
                                tooltip="AdamW learning rate of the LoRA (cosine schedule to zero)."),
-                io.Int.Input("rank", default=16, min=1, max=256, tooltip="LoRA rank."),
-                io.Float.Input("alpha", default=16.0, min=0.01, max=1024.0, step=0.01,
+                io.Int.Input("rank", default=16, min=RANK_RANGE[0], max=RANK_RANGE[1], tooltip="LoRA rank."),
+                io.Float.Input("alpha", default=16.0, min=ALPHA_RANGE[0], max=ALPHA_RANGE[1], step=0.01,
                                tooltip="LoRA alpha: the delta is scaled by alpha/rank (saved in the file)."),
                 io.Float.Input("beta", default=0.0, min=0.0, max=1e6, step=1.0,
                                tooltip="β of the preference loss. 0 = the default for the model's prediction "
@@ -157,9 +158,15 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, lora_name: str = "x", steps: int = 1, init_lora: str = "none", rank: int | None = None,
-                        alpha: float | None = None, **_: Any) -> bool | str:
+    def validate_inputs(cls, lora_name: str = "x", init_lora: str = "none", rank: int | None = None,
+                        alpha: float | None = None) -> bool | str:
+        """The inputs named here skip ComfyUI's own checks (ranges, combo lists), so they are checked here;
+        every other input keeps ComfyUI's (no **kwargs: that would switch them all off)."""
         from .lora_file import check_lora_name
+
+        for name, value, (lo, hi) in (("rank", rank, RANK_RANGE), ("alpha", alpha, ALPHA_RANGE)):
+            if value is not None and not lo <= value <= hi:
+                return f"{cls.NODE_NAME}: input '{name}': {value} is outside {lo}..{hi}."
 
         try:
             check_lora_name(lora_name)

@@ -146,3 +146,12 @@ def test_mismatched_files_are_refused_by_name(comfy, first_run):
     with pytest.raises(WorkflowError, match=r"execution failed.*init_lora.*another model size"):
         comfy.run(graph(init_lora="tests/wider.safetensors"))
     assert steps_ran(comfy) == []  # no step ran for any of them
+
+
+def test_comfyuis_own_input_checks_still_apply(comfy, dataset):
+    """The trainer's own validation covers the inputs it names; ComfyUI's range and list checks still run for
+    the others (e.g. steps below its minimum), and rank/alpha ranges are checked too."""
+    with pytest.raises(WorkflowError, match=r"validation failed.*smaller than min of 1.*steps"):
+        comfy.run(graph(steps=0))
+    with pytest.raises(WorkflowError, match=r"validation failed.*'rank': 0 is outside 1..256"):
+        comfy.run(graph(rank=0))
