@@ -11,7 +11,8 @@ artist would save. On top of that:
 Examples with a title in TEMPLATE_TITLES go to example_workflows/<title>.json (ComfyUI's template browser
 lists them under that title) with a `<title>.jpg` thumbnail made from the example's real output (runnable
 examples) or from the framed graph in the page (the others need models this machine does not have).
-Run after changing a workflow: `.venv/bin/python dev/export_ui_workflows.py` (about a minute).
+Run after changing a workflow: `.venv/bin/python dev/export_ui_workflows.py` (about a minute), or with
+workflow names (`... dev/export_ui_workflows.py train_gapo_lora compare_lora`) to export only those.
 """
 
 from __future__ import annotations
@@ -87,6 +88,29 @@ group of the dataset `synthetic_rankings` (the VAE encodes the frames into laten
 
 Needs: `wan_2.1_vae.safetensors` (Hugging Face `Comfy-Org/Wan_2.1_ComfyUI_repackaged`, `split_files/vae/`) in
 `ComfyUI/models/vae/`."""
+NOTES["train_gapo_lora"] = """## Train a GAPO LoRA on your rankings
+**GAPO LoRA Trainer** reads the groups of the dataset `wan_i2v_rankings` (collected with the *Wan 2.1 best of 4,
+collected for ranking* example and ranked in the **Rank** tab: your order overrides the reward's) and trains
+a LoRA on the Wan model with Gap-Aware Preference Optimization. The loss chart is saved; the LoRA goes to
+`ComfyUI/models/loras/gapo/` (its name shows on the node). Cancel keeps a checkpoint: queue again with
+**resume** on to continue. Then open *Wan 2.1 with and without your LoRA* to see what it changed.
+
+Needs: the dataset (at least one ranked group) and the model it was collected with:
+`wan2.1_i2v_480p_14B_fp16.safetensors` (Hugging Face `Comfy-Org/Wan_2.1_ComfyUI_repackaged`,
+`split_files/diffusion_models/`) in `ComfyUI/models/diffusion_models/`. The example loads it as fp8 (half
+the memory of fp16; the LoRA itself trains in float32) with gradient checkpointing on. The settings are
+explained on the node's help page (**?**)."""
+NOTES["compare_lora"] = f"""## Wan 2.1 with and without your LoRA, scored side by side
+Two KSamplers with the same seed, prompt and start image, one on the base model and one through
+**LoraLoaderModelOnly** with the LoRA the trainer wrote (`gapo/anime_gapo.safetensors`; pick yours after
+pressing R). **AnimeReward LoRA Comparison** scores both batches of 2 clips and saves a sheet with each
+seed's clip without the LoRA above its clip with it, and the difference of the totals.
+
+{WAN_FILES}
+
+Start image: any picture in `ComfyUI/input/`, chosen in **Load Image**. The LoRA: from the *train a GAPO
+LoRA* example, in `ComfyUI/models/loras/`.
+{REWARD_FILES}"""
 TEST_ONLY = {"AnimeRewardTestRandomConditioning", "AnimeRewardTestCapture", "AnimeRewardTestClipList"}
 
 
@@ -210,14 +234,19 @@ def thumbnail(server: ComfyServer, page, name: str, ui: dict, out: Path) -> None
     canvas.save(out, quality=88)
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    api_files = sorted((REPO_ROOT / "workflows" / "api").glob("*.json"))
+    unknown = set(names) - {f.stem for f in api_files}
+    if unknown:
+        raise SystemExit(f"no workflows/api/<name>.json for {sorted(unknown)}")
+    api_files = [f for f in api_files if not names or f.stem in names]
     with tempfile.TemporaryDirectory() as tmp:
         base = comfy_paths.make_base_dir(Path(tmp))
         write_example_inputs(base / "input")
         with ComfyServer(comfy_paths.comfyui_dir(), base, base / "server.log") as server, \
                 comfy_page(server.url) as (page, _):
             TEMPLATE_DIR.mkdir(exist_ok=True)
-            for api_file in sorted((REPO_ROOT / "workflows" / "api").glob("*.json")):
+            for api_file in api_files:
                 name = api_file.stem
                 api = json.loads(api_file.read_text())
                 ui = export(page, name, api)
@@ -232,4 +261,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -15,6 +15,8 @@ TEMPLATE_TITLES = {
     "wan_i2v_best_of_n": "AnimeReward Wan 2.1 image to video, best of 4 (needs the Wan 2.1 files)",
     "synthetic_collect_rankings": "AnimeReward collect synthetic candidates for ranking (needs the Wan 2.1 VAE)",
     "collect_rankings": "AnimeReward Wan 2.1 best of 4, collected for ranking (needs the Wan 2.1 files)",
+    "train_gapo_lora": "AnimeReward train a GAPO LoRA on your rankings (needs the Wan 2.1 model and a dataset)",
+    "compare_lora": "AnimeReward Wan 2.1 with and without your LoRA, scored (needs the Wan 2.1 files)",
 }
 # Examples that run on any machine: their template thumbnail is made from their own output.
 RUNNABLE = frozenset({"synthetic_best_of_n", "score_video_overlay"})
