@@ -18,8 +18,9 @@ Where we differ (documented in docs/character.md):
   official runs do);
 - the official demo runs under CUDA fp16 autocast; we run in the dtype the models were loaded in.
 
-transformers' `Sam2VideoModel` arrived in 4.56; an older transformers (ComfyUI installs its own) gets
-`CharacterModelsUnavailable` naming the version, and the other dimensions keep working.
+transformers' `Sam2VideoModel` arrived in 4.56, the methods SAMURAI hooks (`samurai.HOOKED_METHODS`) in 4.57.1;
+an older transformers (ComfyUI installs its own) gets `CharacterModelsUnavailable` naming the version, and the
+other dimensions keep working.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .samurai import SamuraiTracking
+from .samurai import SamuraiTracking, missing_hooks
 
-REQUIRED_TRANSFORMERS = "4.56.0"
+REQUIRED_TRANSFORMERS = "4.57.1"  # Sam2VideoModel (4.56) with the methods SAMURAI hooks (4.57.1; 4.57.0 was yanked)
 DETECTION_PROMPT = "character."
 BOX_THRESHOLD = 0.5
 TEXT_THRESHOLD = 0.5
@@ -49,7 +50,8 @@ class CharacterModelsUnavailable(ImportError):
 
 
 def transformers_classes(module: ModuleType | Any | None = None) -> SimpleNamespace:
-    """The four transformers classes, or `CharacterModelsUnavailable` with the version to install."""
+    """The four transformers classes (the tracker with SAMURAI's hook points), or `CharacterModelsUnavailable`
+    with the version to install."""
     if module is None:
         module = importlib.import_module("transformers")
     missing = []
@@ -59,6 +61,8 @@ def transformers_classes(module: ModuleType | Any | None = None) -> SimpleNamesp
             found[name] = getattr(module, name)
         except (AttributeError, ImportError):
             missing.append(name)
+    if "Sam2VideoModel" in found:
+        missing += [f"Sam2VideoModel.{m} (SAMURAI tracking)" for m in missing_hooks(found["Sam2VideoModel"])]
     if missing:
         have = getattr(module, "__version__", "unknown")
         raise CharacterModelsUnavailable(

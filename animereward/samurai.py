@@ -19,13 +19,14 @@ in three places, all reproduced here:
    logit is above `min_obj_score_logits` (-1) instead of SAM2's 0; the memory encoder's "occluded" embedding
    still uses 0.
 
-How it sits on transformers 4.56+ (`SamuraiTracking`, a context manager around one propagation): the model keeps
+How it sits on transformers 4.57.1+ (the first release with `_gather_memory_frame_outputs`; checked with 4.57.6
+and 5.23.0) (`SamuraiTracking`, a context manager around one propagation): the model keeps
 its class and weights; for the duration it gets instance overrides of two methods and one forward hook, all
 removed on exit:
 - a forward hook on `model.mask_decoder` reads the 3 proposals (masks, predicted IoUs, object score), makes the
   choice above, and hands transformers a one-hot score so that its own `argmax` picks SAMURAI's mask (masks,
-  object pointer and memory then all follow that choice, as in SAMURAI); it also hands back the object score
-  shifted by `-min_obj_score_logits` so that transformers' `> 0` presence test becomes SAMURAI's `> -1`;
+  object pointer and memory then all follow that choice, as in SAMURAI); it also hands back +1 / -1 as the
+  object score (present / absent by SAMURAI's `> -1`) for transformers' `> 0` presence test;
 - `_run_single_frame_inference` marks which object and frame the hook is working for, restores the true object
   score in the stored output and stores the frame's `FrameScores` beside it;
 - `_encode_new_memory` gets the true object score (the occlusion embedding keeps SAM2's `> 0`);
@@ -45,6 +46,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+HOOKED_METHODS = ("_run_single_frame_inference", "_encode_new_memory", "_gather_memory_frame_outputs")
+
+
+def missing_hooks(model_class: type) -> list[str]:
+    """The methods SAMURAI overrides that this `Sam2VideoModel` class lacks (transformers 4.56 has no
+    `_gather_memory_frame_outputs`)."""
+    return [name for name in HOOKED_METHODS if not callable(getattr(model_class, name, None))]
 
 
 @dataclass(frozen=True)
@@ -288,7 +297,10 @@ class SamuraiTracking:
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> SamuraiTracking:
         model = self.model
-        for name in ("_run_single_frame_inference", "_encode_new_memory", "_gather_memory_frame_outputs"):
+        if missing := missing_hooks(type(model)):
+            raise RuntimeError(f"SAMURAI tracking cannot hook this {type(model).__name__}: it has no "
+                               f"{', '.join(missing)} (transformers >= 4.57.1 has them)")
+        for name in HOOKED_METHODS:
             if name in vars(model):
                 raise RuntimeError(f"{type(model).__name__}.{name} is already overridden on this model "
                                    "(nested SamuraiTracking?)")
@@ -343,10 +355,11 @@ class SamuraiTracking:
         step.object_score_logits = object_score_logits
         ious = tuple(float(v) for v in iou_pred[0, 0].float().cpu())
         object_score = float(object_score_logits.flatten()[0])
-        shifted = object_score_logits - cfg.min_obj_score_logits  # transformers tests > 0: SAMURAI's > min
+        # transformers counts the object present where the score is > 0: hand it SAMURAI's verdict (> min) as ±1
+        presence = torch.where(object_score_logits > cfg.min_obj_score_logits, 1.0, -1.0).to(object_score_logits)
         if masks.shape[2] == 1:  # single-mask output (the prompted frame): no choice to make
             step.scores = FrameScores(ious[0], object_score)
-            return masks, iou_pred, tokens, shifted
+            return masks, iou_pred, tokens, presence
         appearing = object_score > cfg.min_obj_score_logits
         size = int(self.model.image_size)
 
@@ -361,7 +374,7 @@ class SamuraiTracking:
         # transformers keeps argmax(iou_pred): give it SAMURAI's choice as a one-hot score.
         one_hot = torch.zeros_like(iou_pred)
         one_hot[..., choice.index] = 1
-        return masks, one_hot, tokens, shifted
+        return masks, one_hot, tokens, presence
 
     def _gather_memory_frame_outputs(self, *args: Any, **kwargs: Any) -> list[tuple[int, Any]]:
         original = self._originals["_gather_memory_frame_outputs"]
@@ -378,8 +391,14 @@ class SamuraiTracking:
         rec = self._record(_Step(obj_idx, frame_idx))
         rec.memory = [i for i in frames if i in non_cond]
         kept = [(0, out) for offset, out in pairs if offset == 0]  # conditioning frames, as transformers has them
+        # A conditioning frame that transformers left out of those (5.x limits their number) may still serve as a
+        # recent frame, as in SAM2/SAMURAI.
+        kept_ids = {id(out) for _, out in kept}
+        cond = session.output_dict_per_obj[obj_idx]["cond_frame_outputs"]
+        unselected = {i: out for i, out in cond.items() if id(out) not in kept_ids}
         # offset r = r-th most recent chosen frame (the temporal encoding plain SAM2 gives "r frames ago")
-        return kept + [(r, non_cond.get(frames[-r])) for r in range(n - 1, 0, -1) if r <= len(frames)]
+        return kept + [(r, non_cond.get(frames[-r], unselected.get(frames[-r])))
+                       for r in range(n - 1, 0, -1) if r <= len(frames)]
 
     def _record(self, step: _Step) -> TrackRecord:
         key = (step.frame_idx, step.obj_idx)

@@ -5,6 +5,8 @@ and is left as it was afterwards (plain SAM2 tracking unchanged)."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,12 @@ from animereward_testkit.motion_clips import (
     occlusion_clip,
 )
 
-from animereward.character_tracking import track_characters
+from animereward.character_tracking import (
+    REQUIRED_TRANSFORMERS,
+    CharacterModelsUnavailable,
+    track_characters,
+    transformers_classes,
+)
 from animereward.samurai import (
     EMPTY_BOX,
     FrameScores,
@@ -141,6 +148,26 @@ def test_memory_frames_skip_low_scores() -> None:
     all_good = dict.fromkeys(range(1, 10), good)
     assert memory_frames(10, all_good, 7, 3, cfg) == [8, 9]
     assert memory_frames(10, all_good, 7, 16, cfg) == [4, 5, 6, 7, 8, 9]
+
+
+def test_a_transformers_without_samurais_hook_points_gets_the_version_to_install() -> None:
+    """transformers 4.56 has Sam2VideoModel but gathers memory frames inline (no `_gather_memory_frame_outputs`)."""
+    real = transformers_classes()
+
+    class Sam2VideoModel:  # 4.56's shape: the class, two of the three methods
+        def _run_single_frame_inference(self) -> None: ...
+        def _encode_new_memory(self) -> None: ...
+
+    like_456 = types.SimpleNamespace(__version__="4.56.2", GroundingDinoForObjectDetection=object,
+                                     GroundingDinoProcessor=object, Sam2VideoModel=Sam2VideoModel,
+                                     Sam2VideoProcessor=real.Sam2VideoProcessor)
+    with pytest.raises(CharacterModelsUnavailable) as err:
+        transformers_classes(like_456)
+    msg = str(err.value)
+    assert REQUIRED_TRANSFORMERS == "4.57.1" and "4.57.1" in msg and "4.56.2" in msg
+    assert "_gather_memory_frame_outputs" in msg and "SAMURAI" in msg
+    with pytest.raises(RuntimeError, match="_gather_memory_frame_outputs"):
+        SamuraiTracking(Sam2VideoModel()).__enter__()
 
 
 # --- inside a real Sam2VideoModel -----------------------------------------------------------------------------
