@@ -155,9 +155,14 @@ def block_modules(diffusion_model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 @contextmanager
-def gradient_checkpointing(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+def gradient_checkpointing(modules: Sequence[torch.nn.Module], in_place_blocks: bool = False) -> Iterator[None]:
     """Recompute each block's activations in backward (non-reentrant: inputs that need no grad still give
-    the LoRA its gradients). The modules are shared with the artist's MODEL: always restored."""
+    the LoRA its gradients). The modules are shared with the artist's MODEL: always restored.
+
+    in_place_blocks: the blocks change tensors in place that backward needs (see run_training). Non-reentrant
+    checkpointing would recompute from inputs the block changed, and keep recomputed tensors that later ops
+    change; these blocks are checkpointed the reentrant way instead, on copies of their inputs and with every
+    tensor saved during the recomputation copied."""
     import torch.utils.checkpoint
 
     patched: list[tuple[torch.nn.Module, Any]] = []
@@ -169,6 +174,8 @@ def gradient_checkpointing(modules: Sequence[torch.nn.Module]) -> Iterator[None]
             def checkpointed(*args: Any, _f: Callable = forward, **kwargs: Any) -> Any:
                 if not torch.is_grad_enabled():
                     return _f(*args, **kwargs)
+                if in_place_blocks:
+                    return _reentrant_on_copies(_f, args, kwargs)
                 return torch.utils.checkpoint.checkpoint(_f, *args, use_reentrant=False, **kwargs)
 
             m.forward = checkpointed
@@ -180,6 +187,28 @@ def gradient_checkpointing(modules: Sequence[torch.nn.Module]) -> Iterator[None]
                 del m.forward  # back to the class's forward
             else:
                 m.forward = own
+
+
+def _reentrant_on_copies(f: Callable, args: tuple, kwargs: dict) -> Any:
+    """Reentrant checkpoint of f(*args, **kwargs) for blocks that change tensors in place: every tensor
+    argument (keyword ones too) is a checkpoint input, so gradients reach earlier blocks through all of them;
+    the block runs on copies of them, under saved-tensor copies; an anchor that requires grad makes the outputs
+    require grad even when no input does (the LoRA's parameters are inside the block, not inputs)."""
+    import torch.utils.checkpoint
+
+    names = list(kwargs)
+    flat = [*args, *(kwargs[k] for k in names)]
+    slots = [i for i, v in enumerate(flat) if isinstance(v, torch.Tensor)]
+
+    def run(_anchor: torch.Tensor, *tensors: torch.Tensor) -> Any:
+        values = list(flat)
+        for i, t in zip(slots, tensors, strict=True):
+            values[i] = t.clone()
+        with _saved_tensor_copies(True):
+            return f(*values[: len(args)], **dict(zip(names, values[len(args):], strict=True)))
+
+    anchor = torch.empty(0, requires_grad=True)
+    return torch.utils.checkpoint.checkpoint(run, anchor, *(flat[i] for i in slots), use_reentrant=True)
 
 
 def training_memory_bytes(patcher: Any, latent_shape: Sequence[int], batch: int, checkpointing: bool,
@@ -333,13 +362,11 @@ class ComfyDenoiser:
             ms = self._model_sampling
             sigmas = torch.tensor([float(ms.sigma_max), 0.0])
             self._sigmas = sigmas
-            # block checkpointing would recompute from block inputs the block itself changed in place
-            checkpointing = self.checkpointing and not self.copy_saved_tensors
-            need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, checkpointing,
+            need = training_memory_bytes(self.patcher, self.latent_shape, self.batch, self.checkpointing,
                                          trainable_params)
             mm.load_models_gpu([self.patcher], memory_required=need, minimum_memory_required=need)
-            blocks = block_modules(self.patcher.model.diffusion_model) if checkpointing else []
-            with gradient_checkpointing(blocks):
+            blocks = block_modules(self.patcher.model.diffusion_model) if self.checkpointing else []
+            with gradient_checkpointing(blocks, in_place_blocks=self.copy_saved_tensors):
                 guider.sample(zeros, zeros, sampler, sigmas, seed=0)
             return sampler.result  # type: ignore[return-value]
 
@@ -370,14 +397,14 @@ def run_training(denoiser: ComfyDenoiser, body: Callable[[ComfyDenoiser], T], tr
     a tensor autograd saved for backward before any step finished. ComfyUI 0.3.75's HunyuanVideo (Flux's
     `img += …` blocks) and LTX-Video (`x.addcmul_(…)`) do; autograd then refuses the first backward. Nothing
     changed by then (the optimizer has not stepped), so the run starts again: with every saved tensor copied
-    when saved (correct gradients; the copies replace what autograd would keep, about the same memory) and
-    without block checkpointing, which would recompute from block inputs the blocks modified."""
+    when saved (correct gradients; the copies replace what autograd would keep, about the same memory), and
+    block checkpointing, when on, the reentrant way on copies (gradient_checkpointing)."""
     try:
         return _first_step_named(denoiser, body, trainable_params, steps_done)
     except _InPlace:
         pass
-    log.warning("GAPO trainer: %s changes tensors in place that backward needs; training with copies of them "
-                "and without block checkpointing (more memory)", type(denoiser.patcher.model.diffusion_model).__name__)
+    log.warning("GAPO trainer: %s changes tensors in place that backward needs; training with copies of them",
+                type(denoiser.patcher.model.diffusion_model).__name__)
     denoiser.copy_saved_tensors = True
     return _first_step_named(denoiser, body, trainable_params, steps_done)
 

@@ -124,10 +124,12 @@ ADAPTER = {  # conditioning extras as the model's text encoder gives them, and a
 }
 
 
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
 @pytest.mark.parametrize("kind", list(MODELS))
-def test_in_place_blocks_train_with_the_true_gradient(comfy, comfy_base_dir, kind):
+def test_in_place_blocks_train_with_the_true_gradient(comfy, comfy_base_dir, kind, checkpointing):
     """These models' blocks change tensors in place that backward needs: autograd refuses them as they are,
-    and with saved tensors copied the LoRA's gradient is the true one (a central difference along it)."""
+    and with saved tensors copied the LoRA's gradient is the true one (a central difference along it), with
+    block checkpointing too (reentrant, on copies of the block inputs)."""
     import torch
     from comfy.sd import load_diffusion_model
 
@@ -145,14 +147,28 @@ def test_in_place_blocks_train_with_the_true_gradient(comfy, comfy_base_dir, kin
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     x0, noise = torch.randn(1, *shape, generator=g), torch.randn(1, *shape, generator=g)
     t = torch.tensor([0.6])
-    den = den_mod.ComfyDenoiser(mp, {"g": cond}, shape, batch=1)
+    den = den_mod.ComfyDenoiser(mp, {"g": cond}, shape, batch=1, gradient_checkpointing=checkpointing)
 
     def loss(d):
         return ((d.predict(d.add_noise(x0, noise, t), t, "g") - d.target(x0, noise, t)) ** 2).mean()
 
+    def gradient(d):  # backward, as the training loop does (reentrant checkpointing needs it)
+        params = list(lora.parameters())
+        for p in params:
+            p.grad = None
+        loss(d).backward()
+        return [p.grad.clone() for p in params]
+
+    calls = []
+    block = den_mod.block_modules(model.model.diffusion_model)[0]
+    first_linear = next(m for m in block.modules() if isinstance(m, torch.nn.Linear))
+    hook = first_linear.register_forward_pre_hook(lambda *_: calls.append(1))
+
     def check(d):
         params = list(lora.parameters())
-        grads = torch.autograd.grad(loss(d), params)
+        calls.clear()
+        grads = gradient(d)
+        assert len(calls) == (2 if checkpointing else 1)  # checkpointed: the block ran again in backward
         norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads))
         eps, values = 1e-2, []
         with torch.no_grad():
@@ -166,9 +182,10 @@ def test_in_place_blocks_train_with_the_true_gradient(comfy, comfy_base_dir, kin
 
     with torch.inference_mode(False), torch.enable_grad():
         with pytest.raises(RuntimeError, match=den_mod.INPLACE_ERROR):
-            den.run(lambda d: torch.autograd.grad(loss(d), list(lora.parameters())))
+            den.run(gradient)
         den.copy_saved_tensors = True
         analytic, numeric = den.run(check)
+    hook.remove()
     assert analytic > 0 and numeric == pytest.approx(analytic, rel=0.02)
 
 
