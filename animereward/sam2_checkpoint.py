@@ -446,7 +446,11 @@ def sam2_video_processor(path: Path | None = None, *, image_size: int = IMAGE_SI
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
     if path is not None and Path(path).is_dir() and (Path(path) / "preprocessor_config.json").is_file():
-        return Sam2VideoProcessor.from_pretrained(str(path))
+        try:
+            return Sam2VideoProcessor.from_pretrained(str(path))
+        except Exception as exc:  # a broken or foreign processor file: name the folder, not transformers' internals
+            raise CheckpointError(f"cannot read the SAM2 processor files of {path} ({type(exc).__name__}: "
+                                  f"{str(exc)[:300]}); fetch the folder's *_config.json files again") from exc
     size = {"height": image_size, "width": image_size}
     return Sam2VideoProcessor(
         image_processor=Sam2ImageProcessorFast(size=size, mask_size={"height": image_size // 4,

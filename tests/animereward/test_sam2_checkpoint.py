@@ -276,7 +276,7 @@ def test_official_pt_round_trip_loads_strictly_and_tracks_identically(small, tmp
 
 
 def test_hf_folder_loads_strictly(small, tmp_path):
-    model, _ = small
+    model, processor = small
     folder = tmp_path / "sam2.1-hiera-small-test"
     model.save_pretrained(folder)
     loaded = load_sam2_video_model(folder, device="cpu")
@@ -284,6 +284,13 @@ def test_hf_folder_loads_strictly(small, tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], ref[k]) for k in ref)
     assert loaded.shared_image_embedding.positional_embedding.data_ptr() == \
         loaded.prompt_encoder.shared_embedding.positional_embedding.data_ptr()
+    # the folder's own processor files are used; broken ones are named
+    processor.save_pretrained(folder)
+    assert sam2_video_processor(folder).image_processor.size == processor.image_processor.size
+    assert sam2_video_processor(tmp_path / "x.pt", image_size=S).target_size == S
+    (folder / "preprocessor_config.json").write_text("<html>")
+    with pytest.raises(CheckpointError, match="cannot read the SAM2 processor files"):
+        sam2_video_processor(folder)
     # a folder holding only the official file is read as that file
     only_pt = write_official(tmp_path / "pt_only" / OFFICIAL, model)
     with pytest.raises(CheckpointError, match="not a released SAM2 size"):
