@@ -84,9 +84,10 @@ class Dimension:
     scorer: str | Callable[..., Any] | None = None
     frames: FrameSampling = "official"
     default_weight: float = 1.0
-    # Added after workflows were saved with the pack's nodes: its Loader toggle and Weights input come after
-    # the nodes' other inputs (optional), and its Score output after `json`, so the widget values and links
-    # of a saved workflow (UI widgets are stored by position, links by output index) keep their meaning.
+    # Added after workflows were saved with the pack's nodes: its Loader toggle (off by default) and Weights
+    # input come after the nodes' other inputs (optional), and its Score output after `json`, so the widget
+    # values and links of a saved workflow (UI widgets are stored by position, links by output index) keep
+    # their meaning and it scores what it scored before.
     appended: bool = False
 
     @property

@@ -92,7 +92,9 @@ class AnimeRewardLoader(io.ComfyNode):
                              tooltip="Clips per forward when scoring several (Best-of-N). Larger is faster on a "
                                      "big GPU and needs more VRAM; lower it if scoring runs out of memory. "
                                      "See docs/batch-size.md."),
-                *[io.Boolean.Input(name, default=True, optional=True, tooltip=dimension_tooltip(name))
+                # off by default: a workflow saved before the dimension existed scores what it scored then
+                *[io.Boolean.Input(name, default=False, optional=True,
+                                   tooltip=dimension_tooltip(name) + " Off by default (new in this version).")
                   for name in appended_dimensions()],
             ],
             outputs=[AnimeRewardType.Output("reward", display_name="reward",

@@ -45,6 +45,7 @@ def test_the_loader_offers_it_after_the_saved_inputs(comfy) -> None:
     spec = loader_cls.INPUT_TYPES()
     assert C in spec["optional"] and C not in spec["required"]
     assert list(spec["optional"])[-1] == C  # after batch_size: saved widget values keep their places
+    assert spec["optional"][C][1]["default"] is False  # and off: a saved workflow scores what it scored
     outputs = [names[0] for names in output_names("AnimeRewardScore")]
     assert outputs[-2:] == ["json", C]  # after json: saved links keep their output index
     assert C in comfy.node_classes["AnimeRewardWeights"].INPUT_TYPES()["optional"]
