@@ -159,14 +159,14 @@ def test_an_old_transformers_is_named_and_the_other_dimensions_work(monkeypatch,
     from animereward import character_tracking
     from animereward.character_tracking import CharacterModelsUnavailable
 
-    def old() -> None:
+    def old(module=None) -> None:
         raise CharacterModelsUnavailable(
-            "character_consistency needs transformers >= 4.56.0 (it uses Sam2VideoModel); this Python has "
-            "transformers 4.46.3.")
+            f"character_consistency needs transformers >= {character_tracking.REQUIRED_TRANSFORMERS} (it uses "
+            "Sam2VideoModel); this Python has transformers 4.46.3.")
 
     monkeypatch.setattr(character_tracking, "transformers_classes", old)
     reward = AnimeReward.from_folder(roots["ok"], [C, "flow_motion"])
-    with pytest.raises(CharacterModelsUnavailable, match=r"4\.56\.0"):
+    with pytest.raises(CharacterModelsUnavailable, match=character_tracking.REQUIRED_TRANSFORMERS):
         reward.score(two_character_clip(8))
     assert 0.0 <= AnimeReward.from_folder(roots["ok"], ["flow_motion"]).score(two_character_clip(8)).total <= 1.0
 
