@@ -75,6 +75,7 @@ class AnimeRewardCompareLoRA(io.ComfyNode):
                 prompt: str = "", first_frame: torch.Tensor | None = None, weights: Any = None,
                 sheet_frames: int = 4, skip_unusable: bool = True) -> io.NodeOutput:
         from ..animereward.contact_sheet import contact_sheet
+        from ..animereward.overlay import panel_rows
 
         a = split_clips(without_lora, frames_per_clip, "without_lora")
         b = split_clips(with_lora, frames_per_clip, "with_lora")
@@ -90,12 +91,21 @@ class AnimeRewardCompareLoRA(io.ComfyNode):
                               clip_input="without_lora")
         totals = [r.total for r in results]
         order = [i for k in range(n) for i in (k, n + k)]
-        diffs = [totals[n + k] - totals[k] for k in range(n)]
-        titles = [t for k in range(n) for t in (f"seed {k}: without", f"seed {k}: LoRA {diffs[k]:+.3f}")]
-        sheet = contact_sheet(clips, order, [r.scores for r in results], totals, frames_per_row=sheet_frames,
-                              titles=titles)
-        mean = sum(diffs) / n
+        # a clip may have no total (no dimension with a weight has a score for it): no difference for that seed
+        diffs = [None if totals[n + k] is None or totals[k] is None else totals[n + k] - totals[k] for k in range(n)]
+        titles = [t for k in range(n) for t in (
+            f"seed {k}: without", f"seed {k}: LoRA " + ("n/a" if diffs[k] is None else f"{diffs[k]:+.3f}"))]
+        sheet = contact_sheet(clips, order, [panel_rows(r.scores, r.unscored) for r in results], totals,
+                              frames_per_row=sheet_frames, titles=titles)
+        known = [d for d in diffs if d is not None]
+        mean = sum(known) / len(known) if known else None
         payload = {"pairs": [{"index": k, "without": results[k].to_dict(), "with": results[n + k].to_dict(),
                               "difference": diffs[k]} for k in range(n)],
                    "mean_difference": mean, "warnings": warnings}
+        if mean is None:
+            from comfy_execution.graph_utils import ExecutionBlocker
+
+            mean = ExecutionBlocker(f"{NODE}: output 'mean_difference': no seed has a total both without and with "
+                                    "the LoRA (no dimension with a weight has a score). Fix: enable a dimension "
+                                    "that scores every clip, e.g. a flow metric.")
         return io.NodeOutput(sheet, mean, json.dumps(payload))

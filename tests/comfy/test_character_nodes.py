@@ -155,3 +155,21 @@ def test_the_gallery_node_refuses_a_reward_without_the_dimension(comfy, folders)
     with pytest.raises(WorkflowError, match=r"input 'characters': 'nobody' is not a folder of characters"):
         mine.set(characters="nobody")
         comfy.run(g.prompt())
+
+
+def test_lora_comparison_with_clips_that_have_no_total(comfy, folders) -> None:
+    """Only character_consistency on and no character found: no total, so no difference (not a made-up 0)."""
+    g = Graph()
+    two = _clips(g, "clean, static")
+    reward = g.add(**loader(folders["blank"], enabled=(C,), skip_missing=False))
+    cmp = g.add("AnimeRewardCompareLoRA", reward=reward["reward"], without_lora=two["images"],
+                with_lora=two["images"], frames_per_clip=two["frames_per_clip"], sheet_frames=2, skip_unusable=True)
+    c = g.add(**capture(string=cmp["json"], image=cmp["sheet"]))
+    got = captured(comfy.run(g.prompt()), c)
+    data = json.loads(got["string"])
+    assert [p["difference"] for p in data["pairs"]] == [None, None] and data["mean_difference"] is None
+    assert all(p["with"]["total"] is None and C in p["with"]["unscored"] for p in data["pairs"])
+    assert got["image"]["shape"][0] == 1  # the sheet is drawn, the totals as n/a
+    blocked = g.add(**capture(float=cmp["mean_difference"]))
+    with pytest.raises(WorkflowError, match=r"execution blocked: .*mean_difference.*no seed has a total"):
+        comfy.run(g.prompt(), outputs=[blocked.id])
