@@ -19,17 +19,17 @@ in three places, all reproduced here:
    logit is above `min_obj_score_logits` (-1) instead of SAM2's 0; the memory encoder's "occluded" embedding
    still uses 0.
 
-How it sits on transformers 4.57.1+ (the first release with `_gather_memory_frame_outputs`; checked with 4.57.6
-and 5.23.0) (`SamuraiTracking`, a context manager around one propagation): the model keeps
-its class and weights; for the duration it gets instance overrides of two methods and one forward hook, all
-removed on exit:
+How it sits on transformers 4.57.1+ (the first release with `_gather_memory_frame_outputs`; tested with 4.57.6
+and 5.23.0): `SamuraiTracking` is a context manager around one propagation. The model keeps its class and
+weights; for the duration it gets one forward hook and instance overrides of three methods, all removed on exit:
 - a forward hook on `model.mask_decoder` reads the 3 proposals (masks, predicted IoUs, object score), makes the
   choice above, and hands transformers a one-hot score so that its own `argmax` picks SAMURAI's mask (masks,
   object pointer and memory then all follow that choice, as in SAMURAI); it also hands back +1 / -1 as the
   object score (present / absent by SAMURAI's `> -1`) for transformers' `> 0` presence test;
 - `_run_single_frame_inference` marks which object and frame the hook is working for, restores the true object
   score in the stored output and stores the frame's `FrameScores` beside it;
-- `_encode_new_memory` gets the true object score (the occlusion embedding keeps SAM2's `> 0`);
+- `_encode_new_memory` gets the true object score (the occlusion embedding keeps SAM2's `> 0`; transformers 5
+  encodes memory after the frame, from the stored output, which already holds the true score);
 - `_gather_memory_frame_outputs` picks the memory frames by `memory_frames` (conditioning frames unchanged).
 Object pointers are not touched (SAMURAI does not change them). Frames with mask prompts, or propagation in
 reverse, are left to plain SAM2 (the character pipeline uses neither). The Kalman filter below is written
