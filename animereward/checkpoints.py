@@ -49,9 +49,32 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read safely, or whose keys do not fit the module."""
 
 
+# Pickled checkpoints that get a converted copy: BLIP/mmengine `.pth`, SAM2's official `.pt`.
+SOURCE_SUFFIXES = (".pth", ".pt")
+
+
 def safetensors_path(path: Path) -> Path:
-    """Where the converted copy of a `.pth` lives: same folder, same stem."""
+    """Where the converted copy of a `.pth` (or `.pt`) lives: same folder, same stem."""
     return Path(path).with_suffix(".safetensors")
+
+
+def _source_beside(copy: Path) -> Path | None:
+    """The pickled checkpoint a `.safetensors` path stands for: the `.pth` or `.pt` of the same stem beside it
+    (the one the copy records as its source when both exist), or None when neither is there.
+
+    Passing the copy directly must still notice a replaced source (`_copy_is_stale`), whichever suffix it has:
+    SAM2's official file is a `.pt`."""
+    sources = [copy.with_suffix(s) for s in SOURCE_SUFFIXES if copy.with_suffix(s).is_file()]
+    if len(sources) > 1 and copy.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(copy), framework="pt") as f:
+                recorded = (f.metadata() or {}).get("converted_from")
+        except Exception:  # unreadable header: reading the copy later reports it
+            recorded = None
+        sources.sort(key=lambda p: p.name != recorded)  # stable: else .pth first
+    return sources[0] if sources else None
 
 
 KeyCheck = Callable[[dict[str, torch.Tensor]], None]
@@ -311,7 +334,7 @@ def _write_safetensors(state: Mapping[str, torch.Tensor], target: Path, source: 
 def load_checkpoint_dict(path: Path, key: str | None, check: KeyCheck | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint, read safely; `.pth` files are converted once to `.safetensors` beside them.
 
-    `path` may name the `.pth` or the `.safetensors`. `key` picks the sub-dict of a `.pth` (`"model"` for
+    `path` may name the `.pth` (or `.pt`) or the `.safetensors`. `key` picks the sub-dict of a `.pth` (`"model"` for
     BLIP, `"state_dict"` for mmengine files, None for a flat dict); a `.safetensors` already holds it.
     `check(state)` (the caller's strict key check, typically its strict load) runs on whatever was read; it
     runs before the converted copy is written, so a `.pth` whose keys do not fit leaves no copy behind.
@@ -319,12 +342,13 @@ def load_checkpoint_dict(path: Path, key: str | None, check: KeyCheck | None = N
     """
     path = Path(path)
     if path.suffix == ".safetensors":
-        pth = path.with_suffix(".pth")
-        if not pth.is_file():
+        source = _source_beside(path)
+        if source is None:
             if path.is_file():
                 return _checked(_read_safetensors(path), check, path)
-            raise FileNotFoundError(f"checkpoint not found: {path} (nor {pth.name} beside it)")
-        path = pth
+            names = " or ".join(path.with_suffix(s).name for s in SOURCE_SUFFIXES)
+            raise FileNotFoundError(f"checkpoint not found: {path} (nor {names} beside it)")
+        path = source
     st = safetensors_path(path)
     if st.is_file():
         if not path.is_file() or not _copy_is_stale(st, path):

@@ -49,6 +49,25 @@ def test_replaced_source_is_converted_again(tmp_path: Path) -> None:
     assert set(load_checkpoint_dict(tmp_path / "m.safetensors", "model")) == set(got)
 
 
+def test_copy_named_directly_follows_a_replaced_pt_too(tmp_path: Path) -> None:
+    """SAM2's official file is a `.pt`: its copy named directly must not shadow a replaced `.pt` (it only
+    looked for a `.pth` beside it before)."""
+    pt, copy = tmp_path / "sam.pt", tmp_path / "sam.safetensors"
+    torch.save({"model": _state(0)}, pt)
+    load_checkpoint_dict(pt, "model")
+    assert copy.is_file()
+    torch.save({"model": {**_state(1), "a.extra": torch.ones(3)}}, pt)  # a fixed download replaces the .pt
+    got = load_checkpoint_dict(copy, "model")
+    assert set(got) == {"a.weight", "a.bias", "a.extra"} and torch.equal(got["a.weight"], _state(1)["a.weight"])
+    assert set(load_checkpoint_dict(copy, "model")) == set(got)  # and the copy was rewritten from it
+    # With a .pth and a .pt of the same stem, the one the copy was converted from is followed.
+    torch.save({"model": _state(2)}, tmp_path / "sam.pth")
+    assert torch.equal(load_checkpoint_dict(copy, "model")["a.weight"], _state(1)["a.weight"])
+    # Neither source: the message names both suffixes.
+    with pytest.raises(FileNotFoundError, match=r"nor x\.pth or x\.pt beside it"):
+        load_checkpoint_dict(tmp_path / "x.safetensors", "model")
+
+
 def test_same_size_other_content_caught_by_hash_and_copy_with_new_time_kept(tmp_path: Path, monkeypatch) -> None:
     pth = tmp_path / "m.pth"
     torch.save({"model": _state(0)}, pth)
