@@ -14,7 +14,8 @@ Defects (any combination; `strength` scales them):
 - `static`: nothing moves (camera and shapes still).
 
 Named characters (`characters=("red", "blue")`, looks in `CHARACTER_LOOKS`: distinct colours and body shapes)
-are drawn on top of the scene, each in its own vertical lane so they never overlap, for the
+are drawn on top of the scene, each in its own vertical lane so they do not overlap (jitter and distortion
+can push them a few pixels past it), for the
 character_consistency tests: `make_character_clip` also returns the ground-truth label map of each frame
 (which pixels show which character, as a tracker would give them), `change_at`/`change_to` make characters
 take another look (colours and shape) from a given frame on (the defect that dimension should catch), and
@@ -218,6 +219,8 @@ def _check_characters(
         return {}
     if not characters:
         raise ValueError("change_at needs characters to change")
+    if change_at < 0:
+        raise ValueError(f"change_at is a frame index (0 = from the first frame on), not {change_at}")
     if change_to is not None:
         stray = [c for c in change_to if c not in characters]
         if stray:

@@ -99,6 +99,10 @@ def test_the_generator_draws_characters_and_their_label_maps() -> None:
         make_character_clip(0, ("purple",))
     with pytest.raises(ValueError, match="not among the characters"):
         make_character_clip(0, ("red",), change_at=2, change_to={"blue": "red"})
+    with pytest.raises(ValueError, match="frame index"):
+        make_character_clip(0, NAMES, change_at=-1)
+    with pytest.raises(ValueError, match="needs change_at"):
+        make_clip(0, characters=NAMES, change_to={"red": "blue"})
 
 
 def test_a_changed_twin_differs_only_from_change_at_on() -> None:
