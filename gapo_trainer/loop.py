@@ -1,9 +1,12 @@
 """The training loop: GAPO, Diffusion-DPO or fine-tuning on winners, on a LoRA, with exact resume.
 
-One micro-step takes one pair: winner and loser go through one B=2 forward with the same noise, timestep and
-conditioning; the reference is the same model with the LoRA switched off, run first under no_grad so its
-activations are gone before the trained forward builds its graph (peak memory stays that of fine-tuning).
-`grad_accum` micro-steps make one optimizer step.
+One micro-step takes one pair: winner and loser get the same noise, timestep and conditioning. The reference
+is the same model with the LoRA switched off, run first under no_grad (nothing of it is kept). Then winner and
+loser go through the trained model one at a time, each forward followed at once by its own backward, so only
+one sample's graph is ever alive: the peak memory is that of fine-tuning at batch 1. This is exact because the
+preference loss depends on the model only through the two denoising losses: its gradient is
+∂L/∂L_w · ∇L_w + ∂L/∂L_l · ∇L_l, with both factors computed from the values once both halves are done and the
+LoRA gradients of each half kept meanwhile (LoRA-sized, small). `grad_accum` micro-steps make one optimizer step.
 
 `train()` may be called under `torch.inference_mode()` (ComfyUI's executor runs nodes that way): it enters
 `inference_mode(False)` and clones inference tensors it is given (latents, conditioning).
@@ -263,20 +266,53 @@ class Trainer:
             policy, _ = pair_losses(self.denoiser, self.lora, x0, cond, noise, t, "none", self._autocast())
             loss = sft_loss(policy)
             acc.add(loss, policy)
-        else:
-            policy, ref = pair_losses(self.denoiser, self.lora, x0, cond, noise, t, "lora_off", self._autocast())
-            pref = preference_loss(
-                policy[0:1], policy[1:2], ref[0:1], ref[1:2],
-                torch.tensor([example.s_winner]), torch.tensor([example.s_loser]),
-                beta=cfg.beta, gap=cfg.effective_gap,
-            )
-            loss = pref.loss
-            acc.add(loss, policy, ref, pref)
+            if not torch.isfinite(loss):
+                raise _NonFinite(f"the loss is {float(loss.detach())} on pair {example.pair_id!r}")
+            scaled = loss / cfg.grad_accum
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            return loss
+        x_t = self.denoiser.add_noise(x0, noise, t)
+        target = self.denoiser.target(x0, noise, t)
+        halves = (slice(0, 1), slice(1, 2))  # winner, loser: each sample through the model on its own
+        with torch.no_grad():
+            ref = torch.cat([self._reference_loss(x_t[h], t[h], target[h], cond) for h in halves])
+        policy_parts, half_grads = zip(*(self._loss_and_grads(x_t[h], t[h], target[h], cond) for h in halves),
+                                       strict=True)
+        policy = torch.cat(policy_parts).requires_grad_(True)  # the values, as leaves: ∂L/∂L_w and ∂L/∂L_l
+        pref = preference_loss(
+            policy[0:1], policy[1:2], ref[0:1], ref[1:2],
+            torch.tensor([example.s_winner]), torch.tensor([example.s_loser]),
+            beta=cfg.beta, gap=cfg.effective_gap,
+        )
+        loss = pref.loss
+        acc.add(loss, policy, ref, pref)
         if not torch.isfinite(loss):
             raise _NonFinite(f"the loss is {float(loss.detach())} on pair {example.pair_id!r}")
-        scaled = loss / cfg.grad_accum
-        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-        return loss
+        (factors,) = torch.autograd.grad(loss / cfg.grad_accum, policy)
+        for i, p in enumerate(self.params):
+            parts = [f * g[i] for f, g in zip(factors, half_grads, strict=True) if g[i] is not None]
+            if parts:
+                grad = sum(parts[1:], parts[0])
+                p.grad = grad if p.grad is None else p.grad + grad
+        return loss.detach()
+
+    def _reference_loss(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor, cond: object) -> torch.Tensor:
+        """The reference model's per-sample loss (call under no_grad): the same model, LoRA off."""
+        with self.lora.disabled(), self._autocast():
+            pred = self.denoiser.predict(x_t, t, cond)
+        return denoising_loss(pred, target)
+
+    def _loss_and_grads(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
+                        cond: object) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
+        """The trained model's per-sample loss (a value) and its LoRA gradients (loss-scaled under fp16); the
+        graph is freed before this returns."""
+        with self._autocast():
+            pred = self.denoiser.predict(x_t, t, cond)
+        loss = denoising_loss(pred, target)
+        del pred
+        out = loss.sum()
+        grads = torch.autograd.grad(self.scaler.scale(out) if self.scaler else out, self.params, allow_unused=True)
+        return loss.detach(), grads
 
     def run_step(self) -> StepMetrics:
         """One optimizer step (grad_accum pairs). Raises _NonFinite without touching the weights."""

@@ -16,7 +16,7 @@ from gapo_trainer import checkpoint as ckpt
 from gapo_trainer.grad_checkpoint import checkpoint_modules
 from gapo_trainer.loop import NonFiniteLossError, TrainConfig, Trainer, pair_losses, train
 from gapo_trainer.lora import LoraConfig, attach_lora
-from gapo_trainer.losses import LN2, gap_weight
+from gapo_trainer.losses import LN2, MetricsAccumulator, gap_weight, preference_loss
 from gapo_trainer.protocols import Denoiser, LoraAdapter, PairExample, SupportsGradientCheckpointing
 from gapo_trainer.schedule import lr_at, resolve_optimizer
 
@@ -100,7 +100,6 @@ def test_step_gradient_matches_the_written_formula():
     beta = 300.0
 
     policy, ref = pair_losses(den, lora, x0, pair.cond, noise, t)
-    from gapo_trainer.losses import preference_loss
 
     preference_loss(policy[:1], policy[1:], ref[:1], ref[1:], torch.tensor([pair.s_winner]),
                     torch.tensor([pair.s_loser]), beta=beta, gap="pow3").loss.backward()
@@ -119,6 +118,43 @@ def test_step_gradient_matches_the_written_formula():
     written.backward()
     for a, p in zip(ours, lora.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(("grad_accum", "checkpointing"), [(1, False), (2, True)])
+def test_one_sample_at_a_time_gives_the_joint_pair_gradient(grad_accum, checkpointing):
+    """The loop sends winner and loser through the trained model one at a time (one graph alive: the memory of
+    batch 1); its loss and LoRA gradient are those of one joint forward of the pair, accumulation included."""
+    den, lora = setup()
+    with torch.no_grad():
+        for p in lora.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    pairs = make_pairs(2)
+    trainer = Trainer(den, lora, pairs, config(beta=300.0, gap="pow3", grad_accum=grad_accum,
+                                               gradient_checkpointing=checkpointing))
+    state = trainer.generator.get_state()
+    acc = MetricsAccumulator()
+    losses = [float(trainer._micro_step(pairs[i], acc)) for i in range(grad_accum)]
+    ours = [p.grad.clone() for p in lora.parameters()]
+    for p in lora.parameters():
+        p.grad = None
+
+    g = torch.Generator().set_state(state)
+    for i in range(grad_accum):
+        pair = pairs[i]
+        x0 = torch.stack([pair.x0_winner, pair.x0_loser])
+        noise = torch.randn((1, *pair.x0_winner.shape), generator=g).expand_as(x0)
+        t = den.sample_timesteps(1, g).expand(2)
+        policy, ref = pair_losses(den, lora, x0, pair.cond, noise, t)  # one B=2 forward with grad
+        joint = preference_loss(policy[:1], policy[1:], ref[:1], ref[1:], torch.tensor([pair.s_winner]),
+                                torch.tensor([pair.s_loser]), beta=300.0, gap="pow3").loss
+        (joint / grad_accum).backward()
+        # batch 1 and batch 2 round differently in the last bits of a float32; β/2 = 150 amplifies that
+        assert acc.policy[2 * i:2 * i + 2] == pytest.approx(policy.tolist(), rel=1e-6)
+        assert acc.reference[2 * i:2 * i + 2] == pytest.approx(ref.tolist(), rel=1e-6)
+        assert losses[i] == pytest.approx(float(joint), rel=1e-4)
+    for a, p in zip(ours, lora.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, rtol=1e-3, atol=1e-6)
+    den.set_gradient_checkpointing(False)
 
 
 def losses_of(result) -> list[float]:
@@ -226,8 +262,9 @@ class NaNAfter:
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     den, lora = setup()
-    # 2 predicts per GAPO step (reference, trained): NaN arrives in step 4's trained forward
-    bad = NaNAfter(den, n=8)
+    # 4 predicts per GAPO step (reference winner, loser; trained winner, loser): NaN arrives in step 4's trained
+    # winner forward
+    bad = NaNAfter(den, n=15)
     with pytest.raises(NonFiniteLossError) as info:
         train(bad, lora, make_pairs(), config(steps=6, checkpoint_every=2, checkpoint_dir=tmp_path))
     msg = str(info.value)
