@@ -276,8 +276,11 @@ class Trainer:
         halves = (slice(0, 1), slice(1, 2))  # winner, loser: each sample through the model on its own
         with torch.no_grad():
             ref = torch.cat([self._reference_loss(x_t[h], t[h], target[h], cond) for h in halves])
+        accumulated = [p.grad for p in self.params]  # earlier micro-steps of this optimizer step
         policy_parts, half_grads = zip(*(self._loss_and_grads(x_t[h], t[h], target[h], cond) for h in halves),
                                        strict=True)
+        for p, g in zip(self.params, accumulated, strict=True):
+            p.grad = g
         policy = torch.cat(policy_parts).requires_grad_(True)  # the values, as leaves: ∂L/∂L_w and ∂L/∂L_l
         pref = preference_loss(
             policy[0:1], policy[1:2], ref[0:1], ref[1:2],
@@ -305,13 +308,19 @@ class Trainer:
     def _loss_and_grads(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
                         cond: object) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
         """The trained model's per-sample loss (a value) and its LoRA gradients (loss-scaled under fp16); the
-        graph is freed before this returns."""
+        graph is freed before this returns. Through `.backward()` into emptied `.grad`s, not autograd.grad:
+        reentrant checkpointing (which a Denoiser may use) only supports the former."""
         with self._autocast():
             pred = self.denoiser.predict(x_t, t, cond)
         loss = denoising_loss(pred, target)
         del pred
         out = loss.sum()
-        grads = torch.autograd.grad(self.scaler.scale(out) if self.scaler else out, self.params, allow_unused=True)
+        for p in self.params:
+            p.grad = None
+        (self.scaler.scale(out) if self.scaler else out).backward()
+        grads = tuple(p.grad for p in self.params)
+        for p in self.params:
+            p.grad = None
         return loss.detach(), grads
 
     def run_step(self) -> StepMetrics:

@@ -263,8 +263,9 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                 raise NodeInputError(node, "init_lora", str(e)) from e
             log.info("GAPO trainer: starting from %s (%s of %s layers)", init_lora, started_from["layers"],
                      started_from["of"])
+        # batch 1: every objective sends one sample at a time through the model (gapo_trainer.loop)
         denoiser = ComfyDenoiser(patcher, data.positive, data.latent_shape,
-                                 batch=1 if objective == "sft" else 2, gradient_checkpointing=gradient_checkpointing,
+                                 batch=1, gradient_checkpointing=gradient_checkpointing,
                                  noise_masks=data.inpaint())
         pbar = comfy.utils.ProgressBar(steps)
         cancelled: list[BaseException] = []
