@@ -165,20 +165,21 @@ def measure(name: str, module: nn.Module, clips: list[torch.Tensor], device: tor
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from animereward.dimensions import weighted
     from animereward.synthetic_clips import make_clip
+
+    from .bench_scoring import WEIGHTED
 
     device = torch.device("cpu" if args.smoke else "cuda")
     batch_sizes = (1, 2) if args.smoke else BATCH_SIZES
     clips = [make_clip(s, frames=args.frames, height=args.height, width=args.width) for s in range(args.clips)]
     builders: dict[str, Callable[[str, torch.device], nn.Module]] = {}
-    for d in weighted():
+    for d in WEIGHTED:
         builders[d] = small if args.smoke else (idefics2_8b if d in IDEFICS2 else full_size)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "clips": args.clips, "frames": args.frames, "size": [args.height, args.width],
                                "torch": torch.__version__, "dimensions": {}}
     done: dict[str, dict[str, Any]] = {}
-    for d in weighted():
+    for d in WEIGHTED:
         if d in IDEFICS2 and any(k in done for k in IDEFICS2):  # same architecture: measured once
             results["dimensions"][d] = {**next(done[k] for k in IDEFICS2 if k in done), "same_as": "the other "
                                         "Idefics2 model (one architecture, one random model measured)"}
