@@ -36,7 +36,7 @@ from PIL import Image
 from torch import nn
 
 from .blip_vit import VisionTransformer
-from .checkpoints import load_checkpoint_dict, load_state_dict_strict, safetensors_path
+from .checkpoints import file_sha256, load_checkpoint_dict, load_state_dict_strict, source_sha256
 from .preprocess import IMAGE_SIZE, normalize, resize_uint8
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,6 @@ def state_fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def file_fingerprint(path: Path) -> str:
-    """SHA-256 of a weights file (the gallery cache key of the official recogniser)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _rename(key: str) -> str | None:
     return None if key.startswith(RECOGNIZER_UNUSED) else key
 
@@ -136,23 +127,10 @@ def build_recognizer(weights: Path, *, dtype: torch.dtype = torch.float32,
 
 
 def weights_hash(weights: Path) -> str:
-    """SHA-256 of the official `.pth`, read from its converted copy's header when that copy is of the `.pth`
-    as it is now (no second pass over a 1.2 GB file on every load); else hashed; a lone `.safetensors` is hashed."""
-    from safetensors import safe_open
-
+    """SHA-256 of the official `.pth` (as its converted copy recorded it, when fresh); a lone `.safetensors`
+    is hashed itself."""
     pth = weights.with_suffix(".pth")
-    copy = safetensors_path(pth)
-    if pth.is_file() and copy.is_file():
-        try:
-            with safe_open(str(copy), framework="pt") as f:
-                meta = f.metadata() or {}
-        except Exception:
-            meta = {}
-        st = pth.stat()
-        if (meta.get("source_sha256") and meta.get("source_size") == str(st.st_size)
-                and meta.get("source_mtime_ns") == str(st.st_mtime_ns)):
-            return meta["source_sha256"]
-    return file_fingerprint(pth if pth.is_file() else weights)
+    return source_sha256(pth) if pth.is_file() else file_sha256(weights)
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -80,7 +80,8 @@ def _source_beside(copy: Path) -> Path | None:
 KeyCheck = Callable[[dict[str, torch.Tensor]], None]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -92,7 +93,7 @@ def _source_metadata(source: Path) -> dict[str, str]:
     """What ties a converted copy to the `.pth` it came from (stored in the safetensors header)."""
     st = source.stat()
     return {"converted_from": source.name, "source_size": str(st.st_size),
-            "source_mtime_ns": str(st.st_mtime_ns), "source_sha256": _sha256(source)}
+            "source_mtime_ns": str(st.st_mtime_ns), "source_sha256": file_sha256(source)}
 
 
 def _copy_is_stale(copy: Path, source: Path) -> bool:
@@ -116,7 +117,26 @@ def _copy_is_stale(copy: Path, source: Path) -> bool:
         return True
     if meta.get("source_mtime_ns") == str(st.st_mtime_ns):
         return False
-    return meta.get("source_sha256") != _sha256(source)
+    return meta.get("source_sha256") != file_sha256(source)
+
+
+def source_sha256(source: Path) -> str:
+    """SHA-256 of a pickled checkpoint: the one its converted copy recorded when the copy is of the source as it
+    is now (same size and time), so a multi-GB `.pth` is not read again on every load; else hashed."""
+    from safetensors import safe_open
+
+    copy = safetensors_path(source)
+    if copy.is_file():
+        try:
+            with safe_open(str(copy), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # unreadable header: hash the source
+            meta = {}
+        st = source.stat()
+        if (meta.get("source_sha256") and meta.get("source_size") == str(st.st_size)
+                and meta.get("source_mtime_ns") == str(st.st_mtime_ns)):
+            return meta["source_sha256"]
+    return file_sha256(source)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
