@@ -43,7 +43,8 @@ def _rebuild(value: Any, record_cls: type) -> Any:
                              f"{CLIP_VISION_OUTPUT})")
         import comfy.clip_vision
 
-        out = comfy.clip_vision.Output()
+        output_type = comfy.clip_vision.Output  # the CLIP-vision encoder's result object, not a node output
+        out = output_type()
         for k, v in value.fields.items():
             out[k] = v
         return out

@@ -7,8 +7,8 @@ Run outside the repository's tests, against an official checkout (nothing of it 
 Builds `recipe.OFFICIAL_MODEL` as `build_sam2_video_predictor` does (SAM2VideoPredictor + its post-processing
 overrides; the hole filling needs SAM2's CUDA extension and is skipped on CPU, as the official code does
 when the extension is missing), writes the recipe's weights as an official `.pt` and loads it as the official
-`build_sam._load_checkpoint` does (`torch.load(...)["model"]`, strict; build_sam itself needs hydra), gives it `recipe.pixel_values(recipe.clip())` in place of its JPEG
-loader, adds `recipe.BOX` on frame 0 and propagates forward. Records, per frame, the low-resolution mask
+`build_sam._load_checkpoint` does (its "model" dict, strict; here read weights_only; build_sam itself needs
+hydra), gives it `recipe.pixel_values(recipe.clip())` in place of its JPEG loader, adds `recipe.BOX` on frame 0 and propagates forward. Records, per frame, the low-resolution mask
 logits the predictor stores (the ones its memory encoder and our `pred_masks` see) and the object score.
 """
 
