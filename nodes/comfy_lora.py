@@ -1,9 +1,17 @@
-"""Trainable LoRA weights on a ComfyUI MODEL, attached the way ComfyUI's own trainer attaches them.
+"""Trainable LoRA weights on a ComfyUI MODEL, attached in ComfyUI's bypass way.
 
-Each low-rank delta is a weight wrapper (`ModelPatcher.add_weight_wrapper`) on a clone of the artist's model
-patcher: ComfyUI's cast ops call it on the weight after casting it to the compute dtype, per layer, at every
-forward. So the base weights are never touched and may be fp8, quantised or offloaded by model management;
-the reference model is the same model with every delta switched off (`disabled()`), never a second copy.
+Each low-rank delta runs beside its linear layer: `forward(x) = base(x) + alpha/rank · up(down(x))`, through a
+patcher injection (`ModelPatcher.set_injections`; current ComfyUI's adapter bypass mode,
+comfy/weight_adapter/bypass.py, builds the same kind of `PatcherInjection`) on a clone of the artist's patcher. The injection wraps the layer's forward while the
+clone is loaded and is removed when it is unloaded, so the base weights are never touched and may be fp8,
+quantised or offloaded by model management: the layer casts them as it always does. The reference model is
+the same model with every delta switched off (`disabled()`), never a second copy.
+
+Why beside the layer and not as a weight wrapper (`W + up @ down`, which 0.3.75's TrainLoraNode uses): a
+weight wrapper makes backward compute the full weight-sized gradient of every layer (`gᵀx`, as costly as the
+layer's forward) and keeps a patched copy of every weight for backward; beside the layer, backward needs only
+the input gradient and rank-sized products. The function is the same; `LoraLoaderModelOnly` merging the file
+into the weights gives the same predictions to float rounding.
 
 The state dict uses ComfyUI's own LoRA key format (`diffusion_model.<module>.lora_down.weight`,
 `.lora_up.weight`, `.alpha`), which `LoraLoaderModelOnly` maps back through `comfy.lora.model_lora_keys_unet`.
@@ -19,6 +27,8 @@ from typing import Any
 import torch
 
 PREFIX = "diffusion_model."
+# The patcher's injection key for the LoRA's forward wrappers.
+INJECTION_KEY = "animereward_gapo_lora"
 
 
 class _Switch:
@@ -29,11 +39,11 @@ class _Switch:
 
 
 class LoraDelta(torch.nn.Module):
-    """`W + alpha/rank · up @ down` as a ComfyUI weight wrapper (called with the cast weight, returns the new
-    one). Parameters are kept in float32 whatever the compute dtype: bf16 master weights lose small updates."""
+    """One layer's `alpha/rank · up @ down`, applied to the layer's input (see _Bypass). Parameters are kept in
+    float32 whatever the compute dtype: bf16 master weights lose small updates."""
 
-    def __init__(self, out_features: int, in_features: int, rank: int, alpha: float, switch: _Switch,
-                 device: torch.device, generator: torch.Generator | None = None) -> None:
+    def __init__(self, out_features: int, in_features: int, rank: int, alpha: float, device: torch.device,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         down = torch.empty(rank, in_features, dtype=torch.float32)
         torch.nn.init.kaiming_uniform_(down, a=math.sqrt(5), generator=generator)
@@ -41,25 +51,55 @@ class LoraDelta(torch.nn.Module):
         self.lora_up = torch.nn.Parameter(torch.zeros(out_features, rank, dtype=torch.float32, device=device))
         self.rank = rank
         self.alpha = float(alpha)
-        self._switch = switch
 
-    def __call__(self, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self._switch.enabled:
-            return weight
-        delta = (self.lora_up @ self.lora_down) * (self.alpha / self.rank)
-        return (weight + delta.reshape(weight.shape).to(weight.device)).to(weight.dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The delta's share of the layer's output for input `x` (under autocast in its dtype, else in the
+        parameters' float32)."""
+        down = self.lora_down
+        if x.device != down.device:
+            x = x.to(down.device)
+        if x.dtype != down.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(down.dtype)
+        return torch.nn.functional.linear(torch.nn.functional.linear(x, down), self.lora_up) * (self.alpha / self.rank)
 
-    # Model management asks weight functions for their size and moves them with the layer.
-    def passive_memory_usage(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.parameters())
 
-    def move_to(self, device: torch.device) -> int:
-        self.to(device)
-        return self.passive_memory_usage()
+class _Bypass:
+    """Wraps one layer's forward while the patcher is loaded: the layer's own output plus its delta's."""
+
+    def __init__(self, module: torch.nn.Module, delta: LoraDelta, switch: _Switch) -> None:
+        self.module, self.delta, self.switch = module, delta, switch
+        self.own: Any = None  # an instance-level forward someone else set, restored on eject
+        self.injected = False
+
+    def inject(self) -> None:
+        if self.injected:
+            return
+        self.own = vars(self.module).get("forward")
+        original = self.module.forward
+        delta, switch = self.delta, self.switch
+
+        def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
+            out = original(*args, **kwargs)
+            if not switch.enabled:
+                return out
+            x = args[0] if args else kwargs["input"]
+            return out + delta(x).to(device=out.device, dtype=out.dtype)
+
+        self.module.forward = forward
+        self.injected = True
+
+    def eject(self) -> None:
+        if not self.injected:
+            return
+        if self.own is None:
+            del self.module.forward  # back to the class's forward
+        else:
+            self.module.forward = self.own
+        self.own, self.injected = None, False
 
 
 def lora_targets(model: Any) -> list[str]:
-    """The layers that get a LoRA: every 2-D (linear) weight inside the model's repeated transformer blocks
+    """The layers that get a LoRA: every linear layer (ComfyUI's cast ops) inside the model's repeated transformer blocks
     (a top-level ModuleList such as Wan's `blocks`, Hunyuan's `double_blocks`/`single_blocks`, LTX's
     `transformer_blocks`). These are the layers community LoRAs for these models train, and the set diffusers'
     Wan LoRA converter maps. Names are relative to `diffusion_model`."""
@@ -70,7 +110,8 @@ def lora_targets(model: Any) -> list[str]:
             continue
         for name, module in child.named_modules():
             weight = getattr(module, "weight", None)
-            if hasattr(module, "weight_function") and isinstance(weight, torch.Tensor) and weight.ndim == 2:
+            if (isinstance(module, torch.nn.Linear) and hasattr(module, "weight_function")
+                    and isinstance(weight, torch.Tensor) and weight.ndim == 2):
                 names.append(f"{top}.{name}")
     return names
 
@@ -78,7 +119,7 @@ def lora_targets(model: Any) -> list[str]:
 class ComfyLora:
     """The trainable LoRA on a patcher clone (implements gapo_trainer.protocols.LoraAdapter).
 
-    `patcher` must be the training clone (see comfy_denoiser.training_clone); the deltas are registered on it
+    `patcher` must be the training clone (see comfy_denoiser.training_clone); the deltas are injected into it
     and take effect the next time model management loads it."""
 
     def __init__(self, patcher: Any, rank: int, alpha: float, seed: int = 0,
@@ -88,6 +129,7 @@ class ComfyLora:
         self.rank, self.alpha = int(rank), float(alpha)
         self._switch = _Switch()
         self.deltas: dict[str, LoraDelta] = {}
+        bypasses: list[_Bypass] = []
         device = mm.get_torch_device()
         generator = torch.Generator().manual_seed(seed)
         dm = patcher.model.diffusion_model
@@ -98,9 +140,10 @@ class ComfyLora:
             for name in names:
                 module = dm.get_submodule(name)
                 out_f, in_f = module.weight.shape
-                delta = LoraDelta(out_f, in_f, self.rank, self.alpha, self._switch, device, generator)
-                patcher.add_weight_wrapper(f"{PREFIX}{name}.weight", delta)
+                delta = LoraDelta(out_f, in_f, self.rank, self.alpha, device, generator)
+                bypasses.append(_Bypass(module, delta, self._switch))
                 self.deltas[name] = delta
+        patcher.set_injections(INJECTION_KEY, [_injection(bypasses)])
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         for d in self.deltas.values():
@@ -156,3 +199,31 @@ class ComfyLora:
         for p in self.parameters():
             p.requires_grad_(False)
         self._switch.enabled = True
+
+
+def _injection(bypasses: list[_Bypass]) -> Any:
+    """One patcher injection for all the layers. The deltas move with the model, as weight wrappers do: to
+    the load device when the patcher is loaded, to the offload device when it is unloaded (in place, so an
+    optimizer keeps its parameters)."""
+    from comfy.patcher_extension import PatcherInjection
+
+    def move(device: torch.device) -> None:
+        with torch.no_grad():
+            for b in bypasses:
+                for param in b.delta.parameters():
+                    if param.device != device:
+                        param.data = param.data.to(device)
+                        if param.grad is not None:
+                            param.grad = param.grad.to(device)
+
+    def inject(patcher: Any) -> None:
+        move(patcher.load_device)
+        for b in bypasses:
+            b.inject()
+
+    def eject(patcher: Any) -> None:
+        for b in bypasses:
+            b.eject()
+        move(patcher.offload_device)
+
+    return PatcherInjection(inject=inject, eject=eject)

@@ -149,6 +149,41 @@ def test_reference_equals_the_untouched_model(mods, tiny_wan):
     assert (with_lora - base).abs().max() > 1e-3
 
 
+def test_the_lora_runs_beside_its_layers(mods, tiny_wan):
+    """The LoRA adds its own output to each layer's (ComfyUI's bypass way): backward keeps the layers' own
+    weights, never a patched copy of them (which would mean a weight-sized gradient per layer in backward),
+    and unloading the clone gives the shared layers their class forward back."""
+    mp = mods.den.training_clone(tiny_wan)
+    lora = mods.lora.ComfyLora(mp, rank=4, alpha=4.0, seed=0)
+    _randomise(lora, 5)
+    dm = tiny_wan.model.diffusion_model
+    layers = {name: dm.get_submodule(name) for name in lora.deltas}
+    weight_shapes = {tuple(m.weight.shape) for m in layers.values()}
+    weights = {m.weight.data_ptr() for m in layers.values()}
+    saved: list[torch.Tensor] = []
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    def body(d):
+        x0 = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(1))
+        t = torch.tensor([0.5])
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            pred = d.predict(d.add_noise(x0, torch.randn_like(x0), t), t, "g")
+        assert all("forward" in vars(m) for m in layers.values())  # injected while loaded
+        pred.square().mean().backward()
+
+    den = mods.den.ComfyDenoiser(mp, {"g": _text_cond(0)}, LATENT)
+    with torch.inference_mode():
+        den.run(body, lora.num_parameters)
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in lora.parameters())
+    weight_sized = [t for t in saved if tuple(t.shape) in weight_shapes]
+    assert weight_sized and all(t.data_ptr() in weights for t in weight_sized)
+    _predict(mods, tiny_wan, {"g": _text_cond(0)}, torch.zeros(1, *LATENT), torch.tensor([0.5]))
+    assert all("forward" not in vars(m) for m in layers.values())  # ejected when the base model loaded
+
+
 # ---- the LoRA file ---------------------------------------------------------------------------------------
 
 def test_lora_file_loads_in_comfyui_with_the_same_predictions(mods, tiny_wan, comfy_base_dir, caplog):
