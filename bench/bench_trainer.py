@@ -17,7 +17,9 @@ like-for-like baseline (the same work minus the preference part). GAPO does one 
 fine-tuning, so ≈ 4/3 is its time floor.
 
 Time per step = (T(steps=K2) − T(steps=K1)) / (K2 − K1) of whole node executions, so each node's set-up
-(clone, adapters, loading, data) cancels out. On the CPU it is process CPU time with torch on one thread (a
+(clone, adapters, loading, data) cancels out. All sides are timed in one process, alternating: each round runs
+every side's K1 and K2 runs in turn, and a side's figure is the median over REPEATS rounds, so a slow spell of
+the shared machine falls on the sides alike instead of on whichever ran then. On the CPU it is process CPU time with torch on one thread (a
 shared machine makes wall time swing; one thread's CPU time is the work); on a GPU, wall time after a sync.
 
 Memory: each side in a fresh subprocess, after a 1-step warm-up run of the same node, so the model is loaded
@@ -53,6 +55,8 @@ CPU_MODEL = dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=4)
 CPU_LATENT = (16, 5, 32, 32)  # 17 frames at 256×256 pixels: 1280 tokens
 RANK = 16
 K1, K2 = 1, 3
+# Time: the median over this many rounds (the sides alternate within each round; a GPU is steadier)
+REPEATS = {"cpu": 5, "gpu": 2}
 # glibc: serve blocks ≥ 128 KiB by mmap and give them back on free (see the module docstring)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 DATASET = "bench_trainer"
@@ -157,8 +161,11 @@ def allocator_peak(fn: Any) -> int:
     return peak
 
 
-def worker(side: str, what: str, checkpointing: bool, gpu: bool) -> dict[str, float]:
-    """One side in this (fresh) process: 'time' gives seconds per step, 'memory' the peaks in bytes."""
+def worker(sides: list[str], what: str, checkpointing: bool, gpu: bool) -> dict[str, float]:
+    """The sides in this (fresh) process: 'time' gives seconds per step of each (alternating rounds, medians),
+    'memory' the peaks in bytes of the one side."""
+    import statistics
+
     import torch
 
     base = Path(os.environ["BENCH_TRAINER_BASE"])
@@ -175,7 +182,7 @@ def worker(side: str, what: str, checkpointing: bool, gpu: bool) -> dict[str, fl
     _seed_dataset(base, latent)
     model = comfy.sd.load_diffusion_model(str(base / "models" / "diffusion_models" / name))
 
-    def run(steps: int) -> float:
+    def run(side: str, steps: int) -> float:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter() if cuda else time.process_time()
@@ -189,33 +196,40 @@ def worker(side: str, what: str, checkpointing: bool, gpu: bool) -> dict[str, fl
             return time.perf_counter() - t0
         return time.process_time() - t0
 
-    run(1)  # warm-up: imports, allocator
+    for side in sides:
+        run(side, 1)  # warm-up: imports, allocator
     if what == "time":
-        t1, t2 = run(K1), run(K2)
-        return {"step_s": (t2 - t1) / (K2 - K1)}
+        per_step: dict[str, list[float]] = {side: [] for side in sides}
+        for _ in range(REPEATS["gpu" if cuda else "cpu"]):
+            for side in sides:
+                t1, t2 = run(side, K1), run(side, K2)
+                per_step[side].append((t2 - t1) / (K2 - K1))
+        return {f"{side}_step_s": statistics.median(v) for side, v in per_step.items()}
+    (side,) = sides
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        run(2)
+        run(side, 2)
         return {"peak_bytes": torch.cuda.max_memory_allocated() - before}
     before = _rss("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    run(2)
+    run(side, 2)
     rss_peak = _rss("VmHWM") - before
-    return {"peak_bytes": rss_peak, "alloc_peak_bytes": allocator_peak(lambda: run(1))}
+    return {"peak_bytes": rss_peak, "alloc_peak_bytes": allocator_peak(lambda: run(side, 1))}
 
 
-def _subprocess(side: str, what: str, checkpointing: bool, gpu: bool, base: Path, env_extra: dict) -> dict:
+def _subprocess(sides: tuple[str, ...], what: str, checkpointing: bool, gpu: bool, base: Path, env_extra: dict) -> dict:
     # The mmap threshold is for the memory figure only: it makes every large free an munmap and every large
     # allocation fresh page faults, which costs the side that allocates more in CPU time (not how artists run).
     malloc = MALLOC_ENV if what == "memory" and not gpu else {}
     env = {**os.environ, "BENCH_TRAINER_BASE": str(base), **malloc, **env_extra}
-    cmd = [sys.executable, "-m", "bench.bench_trainer", "--worker", side, what, str(int(checkpointing)), str(int(gpu))]
+    cmd = [sys.executable, "-m", "bench.bench_trainer", "--worker", ",".join(sides), what, str(int(checkpointing)),
+           str(int(gpu))]
     out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{side}/{what} failed ({out.returncode}): {out.stderr[-2000:]}")
+        raise RuntimeError(f"{','.join(sides)}/{what} failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -225,10 +239,9 @@ def compare(checkpointing: bool = False, gpu: bool = False, env_extra: dict | No
     memory_ratio) and against TrainLoraNode one latent at a time (time_ratio_1x2, memory_ratio_1x2)."""
     base = base or Path(tempfile.mkdtemp(prefix="animereward-bench-trainer-"))
     env_extra = env_extra or {}
-    res: dict[str, float] = {}
+    res: dict[str, float] = dict(_subprocess(sides, "time", checkpointing, gpu, base, env_extra))
     for side in sides:
-        res[f"{side}_step_s"] = _subprocess(side, "time", checkpointing, gpu, base, env_extra)["step_s"]
-        mem = _subprocess(side, "memory", checkpointing, gpu, base, env_extra)
+        mem = _subprocess((side,), "memory", checkpointing, gpu, base, env_extra)
         res[f"{side}_peak_mib"] = mem["peak_bytes"] / 2**20
         if "alloc_peak_bytes" in mem:
             res[f"{side}_alloc_peak_mib"] = mem["alloc_peak_bytes"] / 2**20
@@ -263,7 +276,7 @@ def run() -> list[tuple[str, str]]:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 6 and sys.argv[1] == "--worker":
-        result = worker(sys.argv[2], sys.argv[3], bool(int(sys.argv[4])), bool(int(sys.argv[5])))
+        result = worker(sys.argv[2].split(","), sys.argv[3], bool(int(sys.argv[4])), bool(int(sys.argv[5])))
         print("RESULT " + json.dumps(result), flush=True)
     else:
         for name, value in run():
