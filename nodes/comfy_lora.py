@@ -20,6 +20,7 @@ The state dict uses ComfyUI's own LoRA key format (`diffusion_model.<module>.lor
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 PREFIX = "diffusion_model."
-# The patcher's injection key for the LoRA's forward wrappers.
+# The prefix of the patcher injection keys of the LoRAs' forward wrappers (one key per LoRA).
 INJECTION_KEY = "animereward_gapo_lora"
 
 
@@ -63,39 +64,58 @@ class LoraDelta(torch.nn.Module):
         return torch.nn.functional.linear(torch.nn.functional.linear(x, down), self.lora_up) * (self.alpha / self.rank)
 
 
-class _Bypass:
-    """Wraps one layer's forward while the patcher is loaded: the layer's own output plus its delta's."""
+class _LayerBypasses:
+    """The deltas active on one layer, and the forward it had before the first of them: a layer may carry
+    several LoRAs at once (training on top of this trainer's output MODEL keeps the earlier LoRA on), and
+    they may be ejected in any order."""
 
-    def __init__(self, module: torch.nn.Module, delta: LoraDelta, switch: _Switch) -> None:
-        self.module, self.delta, self.switch = module, delta, switch
-        self.own: Any = None  # an instance-level forward someone else set, restored on eject
-        self.injected = False
+    ATTR = "_animereward_lora_bypasses"
 
-    def inject(self) -> None:
-        if self.injected:
-            return
-        self.own = vars(self.module).get("forward")
-        original = self.module.forward
-        delta, switch = self.delta, self.switch
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.own: Any = vars(module).get("forward")  # an instance-level forward someone else set, restored
+        self.active: list[_Bypass] = []
+        original = module.forward
+        active = self.active
 
         def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
             out = original(*args, **kwargs)
-            if not switch.enabled:
-                return out
             x = args[0] if args else kwargs["input"]
-            return out + delta(x).to(device=out.device, dtype=out.dtype)
+            for b in active:
+                if b.switch.enabled:
+                    out = out + b.delta(x).to(device=out.device, dtype=out.dtype)
+            return out
 
-        self.module.forward = forward
-        self.injected = True
+        module.forward = forward
+
+    def restore(self, module: torch.nn.Module) -> None:
+        if self.own is None:
+            del module.forward  # back to the class's forward
+        else:
+            module.forward = self.own
+
+
+class _Bypass:
+    """One delta beside one layer while its patcher is loaded: the layer's own output plus the delta's."""
+
+    def __init__(self, module: torch.nn.Module, delta: LoraDelta, switch: _Switch) -> None:
+        self.module, self.delta, self.switch = module, delta, switch
+
+    def inject(self) -> None:
+        layer = vars(self.module).get(_LayerBypasses.ATTR)
+        if layer is None:
+            layer = _LayerBypasses(self.module)
+            self.module.__dict__[_LayerBypasses.ATTR] = layer
+        if self not in layer.active:
+            layer.active.append(self)
 
     def eject(self) -> None:
-        if not self.injected:
+        layer = vars(self.module).get(_LayerBypasses.ATTR)
+        if layer is None or self not in layer.active:
             return
-        if self.own is None:
-            del self.module.forward  # back to the class's forward
-        else:
-            self.module.forward = self.own
-        self.own, self.injected = None, False
+        layer.active.remove(self)
+        if not layer.active:
+            layer.restore(self.module)
+            del self.module.__dict__[_LayerBypasses.ATTR]
 
 
 def lora_targets(model: Any) -> list[str]:
@@ -143,7 +163,9 @@ class ComfyLora:
                 delta = LoraDelta(out_f, in_f, self.rank, self.alpha, device, generator)
                 bypasses.append(_Bypass(module, delta, self._switch))
                 self.deltas[name] = delta
-        patcher.set_injections(INJECTION_KEY, [_injection(bypasses)])
+        # a key of its own: a clone of a patcher that already carries a LoRA (this trainer's output) keeps that
+        # one's injection beside this
+        patcher.set_injections(f"{INJECTION_KEY}.{uuid.uuid4().hex}", [_injection(bypasses)])
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         for d in self.deltas.values():

@@ -184,6 +184,43 @@ def test_the_lora_runs_beside_its_layers(mods, tiny_wan):
     assert all("forward" not in vars(m) for m in layers.values())  # ejected when the base model loaded
 
 
+def test_a_lora_on_top_of_a_trained_one(mods, tiny_wan):
+    """Training on the trainer's output MODEL (its LoRA switched on, frozen): the new LoRA's clone keeps the
+    first LoRA, its reference (new LoRA off) is that MODEL, and unloading leaves no wrapper behind whichever
+    order the two are ejected in."""
+    first_mp = mods.den.training_clone(tiny_wan)
+    first = mods.lora.ComfyLora(first_mp, rank=4, alpha=4.0, seed=0)
+    _randomise(first, 11)
+    first.freeze()
+    second_mp = mods.den.training_clone(first_mp)
+    second = mods.lora.ComfyLora(second_mp, rank=4, alpha=4.0, seed=1)
+    conds = {"g": _text_cond(2)}
+    g = torch.Generator().manual_seed(12)
+    x_t, sigma = torch.randn(1, *LATENT, generator=g), torch.tensor([0.6])
+
+    base = _predict(mods, tiny_wan, conds, x_t, sigma)
+    with_first = _predict(mods, first_mp, conds, x_t, sigma)
+    assert (with_first - base).abs().max() > 1e-3
+    torch.testing.assert_close(_predict(mods, second_mp, conds, x_t, sigma), with_first, atol=0, rtol=0)  # zero-init
+    _randomise(second, 13)
+    with second.disabled():
+        torch.testing.assert_close(_predict(mods, second_mp, conds, x_t, sigma), with_first, atol=0, rtol=0)
+    both = _predict(mods, second_mp, conds, x_t, sigma)
+    assert (both - with_first).abs().max() > 1e-3
+    torch.testing.assert_close(_predict(mods, tiny_wan, conds, x_t, sigma), base, atol=0, rtol=0)  # ejected
+    layers = [tiny_wan.model.diffusion_model.get_submodule(n) for n in first.deltas]
+    assert all("forward" not in vars(m) for m in layers)
+    injections = [inj for key in second_mp.injections for inj in second_mp.injections[key]]
+    assert len(injections) == 2
+    for order in (list, reversed):  # the two LoRAs' injections, ejected in either order
+        for inj in injections:
+            inj.inject(second_mp)
+        assert all("forward" in vars(m) for m in layers)
+        for inj in order(injections):
+            inj.eject(second_mp)
+        assert all("forward" not in vars(m) for m in layers)
+
+
 # ---- the LoRA file ---------------------------------------------------------------------------------------
 
 def test_lora_file_loads_in_comfyui_with_the_same_predictions(mods, tiny_wan, comfy_base_dir, caplog):
