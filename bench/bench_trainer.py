@@ -18,8 +18,11 @@ fine-tuning, so ≈ 4/3 is its time floor.
 
 Time per step = (T(steps=K2) − T(steps=K1)) / (K2 − K1) of whole node executions, so each node's set-up
 (clone, adapters, loading, data) cancels out. All sides are timed in one process, alternating: each round runs
-every side's K1 and K2 runs in turn, and a side's figure is the median over REPEATS rounds, so a slow spell of
-the shared machine falls on the sides alike instead of on whichever ran then. On the CPU it is process CPU time with torch on one thread (a
+every side's K1 and K2 runs in turn. A side's time is its median over REPEATS rounds; a time ratio is the
+median of the ratios within each round (the two sides a minute apart at most), so a slow spell of the shared
+machine falls on the sides alike instead of on whichever ran then. The spread of the per-round ratios is
+printed beside it. On the CPU the worker also counts each side's floating-point operations per step (torch's
+FlopCounterMode: matmuls and attention, forward and backward), which no slow spell moves. On the CPU it is process CPU time with torch on one thread (a
 shared machine makes wall time swing; one thread's CPU time is the work); on a GPU, wall time after a sync.
 
 Memory: each side in a fresh subprocess, after a 1-step warm-up run of the same node, so the model is loaded
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,11 +165,9 @@ def allocator_peak(fn: Any) -> int:
     return peak
 
 
-def worker(sides: list[str], what: str, checkpointing: bool, gpu: bool) -> dict[str, float]:
+def worker(sides: list[str], what: str, checkpointing: bool, gpu: bool) -> dict[str, Any]:
     """The sides in this (fresh) process: 'time' gives seconds per step of each (alternating rounds, medians),
     'memory' the peaks in bytes of the one side."""
-    import statistics
-
     import torch
 
     base = Path(os.environ["BENCH_TRAINER_BASE"])
@@ -204,7 +206,19 @@ def worker(sides: list[str], what: str, checkpointing: bool, gpu: bool) -> dict[
             for side in sides:
                 t1, t2 = run(side, K1), run(side, K2)
                 per_step[side].append((t2 - t1) / (K2 - K1))
-        return {f"{side}_step_s": statistics.median(v) for side, v in per_step.items()}
+        flops = {}
+        if not cuda:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            for side in sides:  # counted, not timed: the same on any machine
+                counts = []
+                for steps in (K1, K2):
+                    with FlopCounterMode(display=False) as counter:
+                        run(side, steps)
+                    counts.append(counter.get_total_flops())
+                flops[f"{side}_gflop"] = (counts[1] - counts[0]) / (K2 - K1) / 1e9
+        return {**{f"{side}_step_s": statistics.median(v) for side, v in per_step.items()},
+                **{f"{side}_rounds": v for side, v in per_step.items()}, **flops}
     (side,) = sides
     if cuda:
         torch.cuda.empty_cache()
@@ -239,7 +253,9 @@ def compare(checkpointing: bool = False, gpu: bool = False, env_extra: dict | No
     memory_ratio) and against TrainLoraNode one latent at a time (time_ratio_1x2, memory_ratio_1x2)."""
     base = base or Path(tempfile.mkdtemp(prefix="animereward-bench-trainer-"))
     env_extra = env_extra or {}
-    res: dict[str, float] = dict(_subprocess(sides, "time", checkpointing, gpu, base, env_extra))
+    timed = _subprocess(sides, "time", checkpointing, gpu, base, env_extra)
+    rounds = {side: timed.pop(f"{side}_rounds") for side in sides}
+    res: dict[str, float] = dict(timed)
     for side in sides:
         mem = _subprocess((side,), "memory", checkpointing, gpu, base, env_extra)
         res[f"{side}_peak_mib"] = mem["peak_bytes"] / 2**20
@@ -248,7 +264,12 @@ def compare(checkpointing: bool = False, gpu: bool = False, env_extra: dict | No
     for other, suffix in (("comfyui", ""), ("comfyui_1x2", "_1x2")):
         if other not in sides:
             continue
-        res[f"time_ratio{suffix}"] = res["ours_step_s"] / res[f"{other}_step_s"]
+        # the ratio within each round (the two sides minutes apart at most), then the median over rounds
+        per_round = [a / b for a, b in zip(rounds["ours"], rounds[other], strict=True)]
+        res[f"time_ratio{suffix}"] = statistics.median(per_round)
+        res[f"time_ratio{suffix}_lo"], res[f"time_ratio{suffix}_hi"] = min(per_round), max(per_round)
+        if f"{other}_gflop" in res:
+            res[f"flop_ratio{suffix}"] = res["ours_gflop"] / res[f"{other}_gflop"]
         res[f"memory_ratio{suffix}"] = res["ours_peak_mib"] / res[f"{other}_peak_mib"]
         if "ours_alloc_peak_mib" in res and f"{other}_alloc_peak_mib" in res:
             res[f"memory_ratio_allocator{suffix}"] = res["ours_alloc_peak_mib"] / res[f"{other}_alloc_peak_mib"]
@@ -264,9 +285,14 @@ def run() -> list[tuple[str, str]]:
         tag = "gc on" if gc else "gc off"
         for side, label in (("ours", "ours (GAPO)"), ("comfyui", "TrainLoraNode batch 2"),
                             ("comfyui_1x2", "TrainLoraNode 1 at a time x 2")):
-            print(f"[{tag}] {label}: {r[f'{side}_step_s']:.3f} s/step, peak {r[f'{side}_peak_mib']:.0f} MiB rss / "
+            print(f"[{tag}] {label}: {r[f'{side}_step_s']:.3f} s/step, {r[f'{side}_gflop']:.0f} GFLOP/step, "
+                  f"peak {r[f'{side}_peak_mib']:.0f} MiB rss / "
                   f"{r[f'{side}_alloc_peak_mib']:.0f} MiB allocator", flush=True)
         for suffix, label in (("_1x2", "TrainLoraNode 1 at a time x 2"), ("", "TrainLoraNode batch 2")):
+            print(f"[{tag}] time ratio vs {label} per round: {r[f'time_ratio{suffix}_lo']:.2f} to "
+                  f"{r[f'time_ratio{suffix}_hi']:.2f}, median {r[f'time_ratio{suffix}']:.2f}; FLOP ratio "
+                  f"{r[f'flop_ratio{suffix}']:.2f}", flush=True)
+            rows.append((f"trainer vs {label}: FLOPs per step ({tag})", f"{r[f'flop_ratio{suffix}']:.2f}"))
             rows += [(f"trainer vs {label}: time ({tag}, target ≤ 1.40)", f"{r[f'time_ratio{suffix}']:.2f}"),
                      (f"trainer vs {label}: peak memory ({tag}, target ≤ 1.05)", f"{r[f'memory_ratio{suffix}']:.2f}"),
                      (f"trainer vs {label}: peak memory, allocator ({tag})",
