@@ -10,6 +10,7 @@ holder dies, so a killed writer never leaves a stale lock behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -18,9 +19,27 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .store_errors import StoreError
+
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0  # a forked child inherits the pool object but not its threads: it makes its own
 _pool_lock = threading.Lock()
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` that refuses a link at `path`: a link planted in a dataset folder (say, by an extracted
+    archive) must not make the store write or read outside it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise link_refused(path) from None
+
+
+def link_refused(path: Path) -> StoreError:
+    return StoreError(f"{path} is a link; the store never follows links inside a dataset folder. Remove the "
+                      "link (and put the real file back if it was moved).")
 
 
 def fsync_dir(path: Path) -> None:
@@ -86,8 +105,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on `path` (created if missing), held for the `with` block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Exclusive advisory lock on `path` (created if missing; never through a link), held for the `with` block."""
+    fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from .atomic_io import link_refused, open_no_follow
+
 RECORD_SIZE = 64
 INDEX_FILE, STATUS_FILE = "index.txt", "status.bin"
 UNRANKED, RANKED, SKIPPED = b"u", b"r", b"s"
@@ -26,7 +28,7 @@ def _record(group_id: str) -> bytes:
 def append_record(ds_path: Path, group_id: str) -> None:
     """Append one record and fsync (the caller holds the dataset lock). A torn tail (a power loss mid-write)
     is cut first so records stay aligned; it belonged to a group that was never committed."""
-    fd = os.open(ds_path / INDEX_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_no_follow(ds_path / INDEX_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
     try:
         size = os.fstat(fd).st_size
         if size % RECORD_SIZE:
@@ -40,19 +42,24 @@ def append_record(ds_path: Path, group_id: str) -> None:
 
 def record_count(ds_path: Path) -> int:
     try:
-        return (ds_path / INDEX_FILE).stat().st_size // RECORD_SIZE
+        fd = open_no_follow(ds_path / INDEX_FILE, os.O_RDONLY)
     except FileNotFoundError:
         return 0
+    try:
+        return os.fstat(fd).st_size // RECORD_SIZE
+    finally:
+        os.close(fd)
 
 
 def index_bytes(ds_path: Path, start: int = 0, count: int | None = None) -> bytes:
     """Whole records from record `start` on (at most `count`; a torn tail is left out)."""
     try:
-        with open(ds_path / INDEX_FILE, "rb") as f:
-            f.seek(start * RECORD_SIZE)
-            data = f.read() if count is None else f.read(count * RECORD_SIZE)
+        fd = open_no_follow(ds_path / INDEX_FILE, os.O_RDONLY)
     except FileNotFoundError:
         return b""
+    with os.fdopen(fd, "rb") as f:
+        f.seek(start * RECORD_SIZE)
+        data = f.read() if count is None else f.read(count * RECORD_SIZE)
     return data[: len(data) - len(data) % RECORD_SIZE]
 
 
@@ -76,7 +83,7 @@ def record_number(ds_path: Path, group_id: str) -> int | None:
 def read_status(ds_path: Path, n: int) -> bytes:
     """The hint byte of each of the first n records ('u' where the file is shorter)."""
     try:
-        fd = os.open(ds_path / STATUS_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_no_follow(ds_path / STATUS_FILE, os.O_RDONLY)
     except FileNotFoundError:
         return UNRANKED * n
     try:
@@ -86,8 +93,16 @@ def read_status(ds_path: Path, n: int) -> bytes:
     return data + UNRANKED * (n - len(data))
 
 
+def refuse_links(ds_path: Path) -> None:
+    """Before a change that writes the ranking and then these files: none of them may be a link, so a refused
+    link leaves nothing half-changed."""
+    for name in (INDEX_FILE, STATUS_FILE):
+        if (ds_path / name).is_symlink():
+            raise link_refused(ds_path / name)
+
+
 def write_status(ds_path: Path, number: int, status: bytes) -> None:
-    fd = os.open(ds_path / STATUS_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_no_follow(ds_path / STATUS_FILE, os.O_RDWR | os.O_CREAT)
     try:
         os.pwrite(fd, status, number)
         os.fsync(fd)

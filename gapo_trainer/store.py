@@ -360,6 +360,7 @@ class PreferenceStore:
         status = RANKED if ranking is not None else SKIPPED if skipped else UNRANKED
         gdir = self._group_dir(dataset, group_id)
         with file_lock(ds_path / LOCK_FILE):
+            dataset_index.refuse_links(ds_path)
             pos = dataset_index.record_number(ds_path, group_id)
             if pos is None:
                 raise StoreNotFound("the group is not in the dataset's index", dataset=dataset, group_id=group_id)

@@ -202,6 +202,37 @@ def test_links_leaving_the_root_are_not_followed(store: PreferenceStore, tmp_pat
         store.preview_path("d", meta.group_id, 0)
 
 
+@pytest.mark.parametrize("name", [".lock", "index.txt", "status.bin"])
+def test_a_planted_link_is_never_written_through(store: PreferenceStore, tmp_path: Path, name: str):
+    """A dataset's lock, index and status files planted as links (an extracted archive can hold links): adding,
+    ranking and listing refuse them by name and the file they point to is never touched; with the real
+    file back, everything collected is still there."""
+    first = store.add_group("d", **group_kwargs(seed=0))
+    store.set_ranking("d", first.group_id, [2, 0, 1])
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    real = store.dataset_path("d") / name
+    aside = tmp_path / "aside"
+    real.rename(aside)
+    real.symlink_to(victim)
+    uses = {  # what reads or writes the file
+        "add_group": (".lock", "index.txt"), "set_ranking": (".lock", "index.txt", "status.bin"),
+        "list_groups": ("index.txt", "status.bin"),
+    }
+    calls = {"add_group": lambda: store.add_group("d", **group_kwargs(seed=1)),
+             "set_ranking": lambda: store.set_ranking("d", first.group_id, [0, 1, 2]),
+             "list_groups": lambda: store.list_groups("d", unranked_only=True)}
+    for call in (calls[k] for k, files in uses.items() if name in files):
+        with pytest.raises(StoreError, match=f"{name} is a link"):
+            call()
+    assert victim.read_bytes() == b"precious"
+    real.unlink()
+    aside.rename(real)
+    kept = store.read_meta("d", first.group_id)
+    assert kept.human_ranking == [2, 0, 1]
+    assert first.group_id in [g.group_id for g in store.list_groups("d").groups]
+
+
 def _group_dir(store: PreferenceStore, dataset: str, gid: str) -> Path:
     return store.dataset_path(dataset) / "groups" / gid
 
