@@ -4,7 +4,10 @@
     GET  /animereward/datasets/{dataset}/groups?cursor=&limit=&unranked=1    one page of group metadata
     GET  /animereward/datasets/{dataset}/groups/{group}          one group's metadata
     GET  /animereward/datasets/{dataset}/groups/{group}/preview/{index}     a candidate's looping preview
-    POST /animereward/datasets/{dataset}/groups/{group}/ranking  {"ranking": [best, ..., worst]} or {"skip": true}
+    POST /animereward/datasets/{dataset}/groups/{group}/ranking  {"ranking": [best, ..., worst]}, {"skip": true}
+                                                                 or {"clear": true} (forget the saved ranking or
+                                                                 skip: unranked again, the reward's order counts);
+                                                                 each answers with the group's metadata
 
 Every id must match a strict pattern before it reaches the file system, and every path the store gives back
 must resolve (symlinks followed) inside the datasets root: so `..`, absolute paths, percent-encoded or
@@ -136,29 +139,39 @@ async def _read_body(request: web.Request) -> dict:
     except ValueError as e:
         raise BadRequest(400, f"body is not JSON: {e}") from e
     if not isinstance(data, dict):
-        raise BadRequest(400, 'body must be a JSON object: {"ranking": [...]} or {"skip": true}')
+        raise BadRequest(400, 'body must be a JSON object: {"ranking": [...]}, {"skip": true} or {"clear": true}')
     return data
 
 
-def parse_ranking(data: dict, n: int) -> list[int] | None:
-    """{"ranking": [...]} → a permutation of 0..n-1; {"skip": true} → None. Anything else: 400."""
-    unknown = set(data) - {"ranking", "skip"}
+def parse_ranking(data: dict, n: int) -> tuple[list[int] | None, bool]:
+    """The body as `PreferenceStore.set_ranking`'s (ranking, skipped): {"ranking": [...]} → (a permutation of
+    0..n-1, False); {"skip": true} → (None, True); {"clear": true} → (None, False), the group unranked again.
+    Anything else: 400."""
+    unknown = set(data) - {"ranking", "skip", "clear"}
     if unknown:
         raise BadRequest(400, f"unknown field(s) {sorted(unknown)[:5]}")
+    clear = data.get("clear", False)
+    if not isinstance(clear, bool):
+        raise BadRequest(400, "'clear' must be true or false")
+    if clear:
+        if set(data) != {"clear"}:  # one meaning per request: a clear sent with a ranking is a client bug
+            raise BadRequest(400, '"clear" must come alone: send {"clear": true} to forget the saved ranking or '
+                                  f"skip, without {' or '.join(repr(k) for k in sorted(set(data) - {'clear'}))}")
+        return None, False
     skip = data.get("skip", False)
     if not isinstance(skip, bool):
         raise BadRequest(400, "'skip' must be true or false")
     if skip:
         if data.get("ranking") is not None:
             raise BadRequest(400, "give either a ranking or skip, not both")
-        return None
+        return None, True
     ranking = data.get("ranking")
     if not isinstance(ranking, list) or not all(type(i) is int for i in ranking):
         raise BadRequest(400, "'ranking' must be a list of candidate indices (integers), best first")
     if sorted(ranking) != list(range(n)):
         raise BadRequest(400, f"'ranking' {ranking[:MAX_CANDIDATES]} is not a permutation of the group's "
                               f"{n} candidates 0..{n - 1}")
-    return ranking
+    return ranking, False
 
 
 # handlers
@@ -247,17 +260,18 @@ async def save_ranking(request: web.Request) -> web.Response:
 
         store = _store()
         meta = _read_meta(store, dataset, gid)
-        ranking = parse_ranking(data, meta.n)
+        ranking, skipped = parse_ranking(data, meta.n)
         try:
-            saved = store.set_ranking(dataset, gid, ranking, skipped=ranking is None)
+            saved = store.set_ranking(dataset, gid, ranking, skipped=skipped)
         except StoreError as e:
             raise BadRequest(400, str(e)) from e
         return meta_json(saved)
 
     result = await asyncio.to_thread(work)
-    from .ranking_wait import notify_ranking_saved
+    if result["human_ranking"] is not None or result["skipped"]:  # a clear gives a waiting Collect nothing
+        from .ranking_wait import notify_ranking_saved
 
-    notify_ranking_saved(dataset, gid)
+        notify_ranking_saved(dataset, gid)
     return _json(result)
 
 

@@ -1,4 +1,4 @@
-"""The ranking panel's routes on the real ComfyUI HTTP server: listing, previews and rankings work; traversal
+"""The ranking panel's routes on the real ComfyUI HTTP server: listing, previews, rankings and clears work; traversal
 payloads, symlinks, oversized bodies and non-permutations are refused, and nothing outside the datasets root is
 read or written."""
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from animereward_testkit.collect_workflows import datasets_root, seed_group
 
+from gapo_trainer.pairs import build_pairs
 from gapo_trainer.store import PreferenceStore
 
 pytestmark = pytest.mark.comfy
@@ -97,6 +98,57 @@ def test_list_meta_preview_and_save_a_ranking(env):
     assert status == 200 and store.read_meta("routes", ids[1]).skipped
     left = server.get("/animereward/datasets/routes/groups?unranked=1")
     assert [g["group_id"] for g in left["groups"]] == [ids[2]] and left["total"] == 1
+
+
+def _pair_list(store: PreferenceStore, dataset: str, gid: str) -> list[tuple[int, int, str]]:
+    pairs = build_pairs(store.iter_groups(dataset), mode="adjacent").pairs
+    return [(p.winner, p.loser, p.source) for p in pairs if p.group_id == gid]
+
+
+def test_clear_forgets_a_ranking_or_a_skip_and_the_reward_order_counts_again(env):
+    server, store = env["server"], env["store"]
+    ranked, skipped = (seed_group(store, "clearing", [0.2, 0.9, 0.5]) for _ in range(2))
+    url = "/animereward/datasets/clearing/groups/{}/ranking".format
+    status, ranked_reply = server.request("POST", url(ranked.group_id), {"ranking": [0, 2, 1]})
+    assert status == 200
+    assert server.request("POST", url(skipped.group_id), {"skip": True})[0] == 200
+    assert _pair_list(store, "clearing", ranked.group_id) == [(0, 2, "human"), (2, 1, "human")]
+    assert _pair_list(store, "clearing", skipped.group_id) == []
+    assert server.get("/animereward/datasets/clearing/groups?unranked=1")["total"] == 0
+    for gid in (ranked.group_id, skipped.group_id):
+        status, reply = server.request("POST", url(gid), {"clear": True})
+        assert status == 200, reply
+        # the same reply as a ranking's or a skip's: the group's metadata, now with nothing saved
+        assert set(reply) == set(ranked_reply) and reply["group_id"] == gid and reply["previews"]
+        assert reply["human_ranking"] is None and reply["skipped"] is False and reply["ranked_at"] is None
+        meta = store.read_meta("clearing", gid)
+        assert meta.human_ranking is None and not meta.skipped and not meta.ranked
+        # the reward's order again: totals 0.2, 0.9, 0.5 → 1 > 2 > 0
+        assert _pair_list(store, "clearing", gid) == [(1, 2, "reward"), (2, 0, "reward")]
+    left = server.get("/animereward/datasets/clearing/groups?unranked=1")
+    assert [g["group_id"] for g in left["groups"]] == [ranked.group_id, skipped.group_id] and left["total"] == 2
+    # clearing an unranked group is allowed and changes nothing
+    status, reply = server.request("POST", url(ranked.group_id), {"clear": True})
+    assert status == 200 and reply["human_ranking"] is None and not reply["skipped"]
+
+
+def test_clear_with_a_ranking_or_skip_is_400_and_changes_nothing(env):
+    server, store = env["server"], env["store"]
+    gid = seed_group(store, "clearing_bad", [0.2, 0.9, 0.5]).group_id
+    url = f"/animereward/datasets/clearing_bad/groups/{gid}/ranking"
+    assert server.request("POST", url, {"ranking": [2, 0, 1]})[0] == 200
+    before = store.read_meta("clearing_bad", gid)
+    for body in [{"clear": True, "skip": True}, {"clear": True, "ranking": [0, 1, 2]},
+                 {"clear": True, "skip": False}, {"clear": True, "ranking": None}]:
+        status, reply = server.request("POST", url, body)
+        assert status == 400 and "must come alone" in reply["error"], (body, status, reply)
+        assert 'send {"clear": true}' in reply["error"]
+    for body in [{"clear": "yes"}, {"clear": 1}, {"clear": None}]:
+        status, reply = server.request("POST", url, body)
+        assert status == 400 and "'clear' must be true or false" in reply["error"], (body, status, reply)
+    assert store.read_meta("clearing_bad", gid) == before
+    assert server.request("POST", url, {"clear": True})[0] == 200  # alone, it clears
+    assert store.read_meta("clearing_bad", gid).human_ranking is None
 
 
 TRAVERSALS = [
