@@ -1,6 +1,6 @@
 """The ranking panel in the real ComfyUI page (headless Chromium): open the sidebar tab, rank seeded groups
-with the keyboard, by clicking and by dragging, skip one; the rankings are read back from disk. A screenshot
-of the panel is kept in out/test-artifacts/ (or $ANIMEREWARD_TEST_ARTIFACTS)."""
+with the keyboard, by clicking and by dragging, skip one, clear a saved ranking and a skip; the rankings are
+read back from disk. A screenshot of the panel is kept in out/test-artifacts/ (or $ANIMEREWARD_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,69 @@ def test_rank_with_keyboard_clicks_drag_and_skip(comfy_server, comfy_base_dir):
         pg.screenshot(path=str(_artifacts() / "ranking_panel_all.png"))
         assert not [e for e in errors if "animereward" in e.lower() or "ranking" in e.lower()]
     assert (_artifacts() / "ranking_panel.png").stat().st_size > 10_000
+
+
+def _pos(pg) -> str:
+    return pg.locator(f"{PANEL} .ar-pos").inner_text()
+
+
+def _wait_pos(pg, text: str) -> None:
+    pg.wait_for_function(f"() => document.querySelector('{PANEL} .ar-pos')?.textContent.includes({text!r})",
+                         timeout=15_000)
+
+
+def test_clear_forgets_a_saved_ranking_or_skip(comfy_server, comfy_base_dir):
+    """A ranked group cleared with the button and a skipped one cleared with C are unranked again, in the page
+    and on disk, and the "unranked only" list counts them as groups never ranked."""
+    store = PreferenceStore(datasets_root(comfy_base_dir))
+    a = seed_group(store, "panel_clear", [0.3, 0.8, 0.5], prompt="a girl jumps over a puddle")
+    b = seed_group(store, "panel_clear", [0.6, 0.4, 0.2], prompt="a boy flies a kite")
+    with comfy_page(comfy_server.url) as (pg, errors):
+        _open_panel(pg, "panel_clear", 3)
+        assert "C clear saved" in pg.locator(f"{PANEL} .ar-help").inner_text()
+        assert pg.locator(f"{PANEL} button.ar-clear").count() == 0  # nothing saved: nothing to clear
+        for key in ("3", "1", "Enter"):
+            pg.keyboard.press(key)
+        _wait_status(pg, a.group_id, "saved")
+        assert store.read_meta("panel_clear", a.group_id).human_ranking == [2, 0, 1]
+        # all groups: A shows its ranking and a Clear button; the button forgets it
+        pg.locator(f"{PANEL} #ar-unranked").uncheck()
+        _wait_pos(pg, "group 1 of 2")
+        assert "ranked 2 > 0 > 1" in _pos(pg)
+        clear = pg.locator(f"{PANEL} button.ar-clear")
+        assert clear.get_attribute("title") == ("Forget the saved ranking or skip: the reward's order counts "
+                                                "again (C)")
+        clear.click()
+        _wait_status(pg, a.group_id, "cleared the ranking 2 > 0 > 1", "reward's order counts again")
+        assert _pos(pg).endswith("unranked") and "ranked 2" not in _pos(pg)
+        assert pg.locator(f"{PANEL} button.ar-clear").count() == 0
+        meta = PreferenceStore(datasets_root(comfy_base_dir)).read_meta("panel_clear", a.group_id)  # from disk
+        assert meta.human_ranking is None and not meta.skipped and not meta.ranked
+        # B: C on an unranked group says there is nothing to clear; S skips it, C clears the skip
+        pg.focus(PANEL)
+        pg.keyboard.press("ArrowRight")
+        _wait_pos(pg, "group 2 of 2")
+        pg.keyboard.press("c")
+        _wait_status(pg, b.group_id, "no saved ranking or skip")
+        pg.keyboard.press("s")
+        _wait_status(pg, b.group_id, "skipped")
+        assert _pos(pg).endswith("skipped") and pg.locator(f"{PANEL} button.ar-clear").count() == 1
+        assert store.read_meta("panel_clear", b.group_id).skipped
+        pg.keyboard.press("c")
+        _wait_status(pg, b.group_id, "cleared the skip")
+        assert _pos(pg).endswith("unranked") and pg.locator(f"{PANEL} button.ar-clear").count() == 0
+        meta = store.read_meta("panel_clear", b.group_id)
+        assert meta.human_ranking is None and not meta.skipped
+        # unranked only: both groups are listed and counted again, as if never ranked
+        pg.locator(f"{PANEL} #ar-unranked").check()
+        _wait_pos(pg, "group 1 of 2")
+        assert "girl jumps" in pg.locator(f"{PANEL} .ar-prompt").inner_text()
+        pg.focus(PANEL)
+        pg.keyboard.press("ArrowRight")
+        _wait_pos(pg, "group 2 of 2")
+        assert "boy flies" in pg.locator(f"{PANEL} .ar-prompt").inner_text()
+        assert store.list_groups("panel_clear", unranked_only=True).total == 2
+        assert not [e for e in errors if "animereward" in e.lower() or "ranking" in e.lower()]
 
 
 def test_a_waiting_collect_opens_the_panel_on_its_group_and_goes_on_when_ranked(comfy_server, comfy_base_dir):

@@ -3,8 +3,10 @@
 // artist's order (best first) through the /animereward/ routes.
 //
 // Ranking: click the candidates (or press 1..9) from best to worst; the last one is placed by itself. Drag
-// the chips of the order strip to reorder. Enter saves, S skips the group, Backspace undoes, Escape clears,
-// the arrow keys move between groups. When a Collect node waits for a ranking, the panel jumps to its group.
+// the chips of the order strip to reorder. Enter saves, S skips the group, Backspace undoes, Escape resets the
+// order being picked, C clears a saved ranking or skip (the group is unranked again, so the reward's order
+// counts), the arrow keys move between groups. When a Collect node waits for a ranking, the panel jumps to its
+// group.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
@@ -130,14 +132,8 @@ function pending(g) {
   return rest.sort((a, b) => total(b) - total(a) || a - b);
 }
 
-async function save(skip = false) {
-  const g = current();
-  if (!g || state.saving) return;
-  if (!skip && state.ranking.length !== g.n) {
-    setStatus(`Rank all ${g.n} candidates first (click them best to worst, or press 1..${Math.min(g.n, 9)}).`, "error");
-    return;
-  }
-  const body = skip ? { skip: true } : { ranking: state.ranking };
+async function postRanking(g, body, failed) {
+  // POST the group's ranking route; the group's metadata as saved, or null after saying why in the status line
   state.saving = true;
   let res, data;
   try {
@@ -146,12 +142,24 @@ async function save(skip = false) {
     });
     data = await res.json().catch(() => ({}));
   } catch (err) {
-    setStatus(`Not saved: ${err.message}`, "error");
-    return;
+    setStatus(`${failed}: ${err.message}`, "error");
+    return null;
   } finally {
     state.saving = false;
   }
-  if (!res.ok) { setStatus(`Not saved: ${data.error || res.status}`, "error"); return; }
+  if (!res.ok) { setStatus(`${failed}: ${data.error || res.status}`, "error"); return null; }
+  return data;
+}
+
+async function save(skip = false) {
+  const g = current();
+  if (!g || state.saving) return;
+  if (!skip && state.ranking.length !== g.n) {
+    setStatus(`Rank all ${g.n} candidates first (click them best to worst, or press 1..${Math.min(g.n, 9)}).`, "error");
+    return;
+  }
+  const data = await postRanking(g, skip ? { skip: true } : { ranking: state.ranking }, "Not saved");
+  if (!data) return;
   if (state.waiting && state.waiting.group_id === g.group_id) state.waiting = null;
   const what = skip ? "skipped" : `saved ${state.ranking.join(" > ")}`;
   if (state.unrankedOnly) {
@@ -167,6 +175,25 @@ async function save(skip = false) {
   setStatus(`Group ${g.group_id}: ${what}.`, "ok");
 }
 
+const isSaved = (g) => Boolean(g && (g.skipped || g.human_ranking));
+
+async function clearSaved() {
+  // forget the saved ranking or skip: the group is unranked again and belongs to both views, so it stays listed
+  const g = current();
+  if (!g || state.saving) return;
+  if (!isSaved(g)) {
+    setStatus(`Group ${g.group_id} has no saved ranking or skip to clear.`, "error");
+    return;
+  }
+  const was = g.skipped ? "skip" : `ranking ${g.human_ranking.join(" > ")}`;
+  const data = await postRanking(g, { clear: true }, "Not cleared");
+  if (!data) return;
+  const at = state.groups.findIndex((x) => x.dataset === g.dataset && x.group_id === g.group_id);
+  if (at >= 0) state.groups[at] = data;
+  render();
+  setStatus(`Group ${g.group_id}: cleared the ${was}; unranked, the reward's order counts again.`, "ok");
+}
+
 function onKey(e) {
   if (e.ctrlKey || e.altKey || e.metaKey || state.saving) return;
   if (e.target instanceof HTMLSelectElement || e.target instanceof HTMLInputElement) return;
@@ -175,6 +202,7 @@ function onKey(e) {
   if (/^[1-9]$/.test(e.key)) toggle(Number(e.key) - 1);
   else if (e.key === "Enter") save(false);
   else if (e.key === "s" || e.key === "S") save(true);
+  else if (e.key === "c" || e.key === "C") clearSaved();
   else if (e.key === "ArrowRight" || e.key === "ArrowDown") move(1);
   else if (e.key === "ArrowLeft" || e.key === "ArrowUp") move(-1);
   else if (e.key === "Backspace" && g) { state.ranking.pop(); render(); }
@@ -283,11 +311,14 @@ function render() {
     root.append(el("div", { class: "ar-row" },
       el("button", { class: "ar-save", onclick: () => save(false), title: "Save this order (Enter)" }, "Save ranking"),
       el("button", { class: "ar-skip", onclick: () => save(true), title: "Skip this group (S)" }, "Skip"),
-      el("button", { onclick: () => { state.ranking = []; render(); }, title: "Clear (Esc)" }, "Clear")));
+      el("button", { class: "ar-reset", onclick: () => { state.ranking = []; render(); },
+                     title: "Reset the order you are picking (Esc)" }, "Reset"),
+      isSaved(g) ? el("button", { class: "ar-clear", onclick: () => clearSaved(),
+        title: "Forget the saved ranking or skip: the reward's order counts again (C)" }, "Clear") : null));
   }
   root.append(el("div", { class: `ar-status ${state.statusKind}` }, state.status));
   root.append(el("div", { class: "ar-help" },
-    "Click or press 1–9 best to worst · drag the chips · Enter save · S skip · ⌫ undo · ← → groups"));
+    "Click or press 1–9 best to worst · drag the chips · Enter save · S skip · C clear saved · ⌫ undo · ← → groups"));
   if (focused) root.focus();
 }
 
