@@ -14,10 +14,8 @@ keeps every object on every frame (`follow_everything`), so a detected character
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from PIL import Image
 from animereward.character_recognizer import CharacterRecognizer
 
 from .characters import CHARACTERS, draw_character, make_gallery, small_detector, small_tracker
+from .temp_dirs import process_temp_dir
 
 RECOGNIZER = {"width": 128, "depth": 2, "heads": 2, "embed_dim": 32}  # 64-wide heads, as ViT-L/16
 IP = Path("character") / "IP_checkpoints"
@@ -35,16 +34,6 @@ DETECTOR_DIR = IP / "grouding-dino-base"
 TRACKER_DIR = IP / "sam2.1-hiera-base-plus"
 GALLERY_DIR = Path("character") / "videos"
 GALLERY_LIST = Path("character") / "BLIP" / "data" / "gallerys.json"
-
-_DIR: list[Path] = []
-
-
-def _cache() -> Path:
-    if not _DIR:
-        d = Path(tempfile.mkdtemp(prefix="animereward-character-"))
-        atexit.register(shutil.rmtree, d, ignore_errors=True)
-        _DIR.append(d)
-    return _DIR[0]
 
 
 def recognizer_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -100,7 +89,8 @@ def _write_official_gallery(base: Path, per_identity: int = 2) -> None:
 
 
 def _built(blank: bool, gallery: bool) -> Path:
-    src = _cache() / f"{'blank' if blank else 'detects'}-{'gallery' if gallery else 'nogallery'}"
+    variant = f"{'blank' if blank else 'detects'}-{'gallery' if gallery else 'nogallery'}"
+    src = process_temp_dir("animereward-character-") / variant
     if not src.exists():
         tmp = src.with_name(src.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

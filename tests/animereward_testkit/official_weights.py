@@ -10,21 +10,19 @@ config). Everything lives in one temporary folder removed when the process exits
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from animereward.weights_layout import OFFICIAL_FILES
 
+from .temp_dirs import process_temp_dir
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 WEIGHTED = tuple(OFFICIAL_FILES)  # the five dimensions with files
 _CACHE: dict[str, Path] = {}
-_DIR: list[Path] = []
 
 
 def _load(name: str, path: Path):
@@ -32,14 +30,6 @@ def _load(name: str, path: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
-
-
-def _cache_dir() -> Path:
-    if not _DIR:
-        d = Path(tempfile.mkdtemp(prefix="animereward-weights-"))
-        atexit.register(shutil.rmtree, d, ignore_errors=True)
-        _DIR.append(d)
-    return _DIR[0]
 
 
 def _random_state(shapes: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
@@ -103,7 +93,7 @@ def cached(dimension: str) -> Path:
     """The real file (`.pth` or `.safetensors`, see PTH_DIMENSIONS) or folder of one dimension."""
     if dimension not in _CACHE:
         entry = OFFICIAL_FILES[dimension]
-        target = _cache_dir() / "weights" / entry.relpath
+        target = process_temp_dir("animereward-weights-") / "weights" / entry.relpath
         if entry.kind == "folder":
             _write_idefics2(target)
         else:
