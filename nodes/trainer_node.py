@@ -101,7 +101,9 @@ class AnimeRewardGAPOTrainer(io.ComfyNode):
                                      "'gradient_accumulation' preference pairs."),
                 io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-6,
                                tooltip="AdamW learning rate of the LoRA (cosine schedule to zero)."),
-                io.Int.Input("rank", default=16, min=RANK_RANGE[0], max=RANK_RANGE[1], tooltip="LoRA rank."),
+                io.Int.Input("rank", default=16, min=RANK_RANGE[0], max=RANK_RANGE[1],
+                             tooltip="LoRA rank: the inner size of each layer's low-rank delta (more = more "
+                                     "capacity, a bigger file)."),
                 io.Float.Input("alpha", default=16.0, min=ALPHA_RANGE[0], max=ALPHA_RANGE[1], step=0.01,
                                tooltip="LoRA alpha: the delta is scaled by alpha/rank (saved in the file)."),
                 io.Float.Input("beta", default=0.0, min=0.0, max=1e6, step=1.0,
