@@ -152,16 +152,21 @@ def pair_losses(
             if reference == "lora_off":
                 if lora is None:
                     raise ValueError("reference 'lora_off' needs a LoRA")
-                with lora.disabled(), autocast:
-                    ref_pred = denoiser.predict(x_t, t, cond)
+                ref_losses = reference_losses(denoiser, lora, x_t, t, target, cond, autocast)
             else:
                 with autocast:
-                    ref_pred = reference.predict(x_t, t, cond)
-            ref_losses = denoising_loss(ref_pred, target)
-            del ref_pred
+                    ref_losses = denoising_loss(reference.predict(x_t, t, cond), target)
     with autocast:
         pred = denoiser.predict(x_t, t, cond)
     return denoising_loss(pred, target), ref_losses
+
+
+def reference_losses(denoiser: Denoiser, lora: LoraAdapter, x_t: torch.Tensor, t: torch.Tensor,
+                     target: torch.Tensor, cond: object,
+                     autocast: AbstractContextManager[Any] | None = None) -> torch.Tensor:
+    """The reference's per-sample denoising losses (call under no_grad): the same model, LoRA off."""
+    with lora.disabled(), autocast or nullcontext():
+        return denoising_loss(denoiser.predict(x_t, t, cond), target)
 
 
 def normal_tensors(obj: Any) -> Any:
@@ -275,7 +280,8 @@ class Trainer:
         target = self.denoiser.target(x0, noise, t)
         halves = (slice(0, 1), slice(1, 2))  # winner, loser: each sample through the model on its own
         with torch.no_grad():
-            ref = torch.cat([self._reference_loss(x_t[h], t[h], target[h], cond) for h in halves])
+            ref = torch.cat([reference_losses(self.denoiser, self.lora, x_t[h], t[h], target[h], cond, self._autocast())
+                             for h in halves])
         accumulated = [p.grad for p in self.params]  # earlier micro-steps of this optimizer step
         policy_parts, half_grads = zip(*(self._loss_and_grads(x_t[h], t[h], target[h], cond) for h in halves),
                                        strict=True)
@@ -298,12 +304,6 @@ class Trainer:
                 grad = sum(parts[1:], parts[0])
                 p.grad = grad if p.grad is None else p.grad + grad
         return loss.detach()
-
-    def _reference_loss(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor, cond: object) -> torch.Tensor:
-        """The reference model's per-sample loss (call under no_grad): the same model, LoRA off."""
-        with self.lora.disabled(), self._autocast():
-            pred = self.denoiser.predict(x_t, t, cond)
-        return denoising_loss(pred, target)
 
     def _loss_and_grads(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
                         cond: object) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
