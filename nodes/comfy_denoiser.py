@@ -92,11 +92,11 @@ def check_trainable(patcher: Any) -> str:
 
 
 def training_clone(model: Any) -> Any:
-    """A patcher clone that training may add weight wrappers to and load as a regular (non-streamed) model.
+    """A patcher clone that training may add its LoRA injection to and load as a regular (non-streamed) model.
 
     Current ComfyUI on NVIDIA builds `ModelPatcherDynamic`, whose weights live outside the module until used;
     `clone(disable_dynamic=True)` gives a regular patcher over a regular copy. 0.3.75 has neither: a plain
-    clone shares the module, and the wrappers apply only while this clone is loaded."""
+    clone shares the module, and the injection applies only while this clone is loaded."""
     is_dynamic = getattr(model, "is_dynamic", None)
     clone = model.clone(disable_dynamic=True) if callable(is_dynamic) and is_dynamic() else model.clone()
     # Base weights never train: no gradients for them (fp8 weights cannot even hold one).
