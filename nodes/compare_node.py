@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from .errors import NodeInputError
+from .errors import NodeInputError, blocked
 from .scoring import dimensions_for_inputs, score_clips
 from .types import AnimeRewardType, RewardWeightsType
 
@@ -103,9 +103,7 @@ class AnimeRewardCompareLoRA(io.ComfyNode):
                               "difference": diffs[k]} for k in range(n)],
                    "mean_difference": mean, "warnings": warnings}
         if mean is None:
-            from comfy_execution.graph_utils import ExecutionBlocker
-
-            mean = ExecutionBlocker(f"{NODE}: output 'mean_difference': no seed has a total both without and with "
-                                    "the LoRA (no dimension with a weight has a score). Fix: enable a dimension "
-                                    "that scores every clip, e.g. a flow metric.")
+            mean = blocked(f"{NODE}: output 'mean_difference': no seed has a total both without and with the LoRA "
+                           "(no dimension with a weight has a score). Fix: enable a dimension that scores every "
+                           "clip, e.g. a flow metric.")
         return io.NodeOutput(sheet, mean, json.dumps(payload))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class NodeInputError(ValueError):
@@ -42,3 +43,11 @@ def from_library(node: str, clip_input: str | None = None, one_clip: bool = True
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         text = str(e) if clip_input is None else node_names(str(e), clip_input, one_clip)
         raise ValueError(f"{node}: {text}") from e
+
+
+def blocked(message: str) -> Any:
+    """What an output carries when it has no value: ComfyUI's ExecutionBlocker, so a node connected to it does
+    not run and the page shows `message` (a number such as -1.0 would flow on unnoticed)."""
+    from comfy_execution.graph_utils import ExecutionBlocker
+
+    return ExecutionBlocker(message)

@@ -8,7 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from .comfy_compat import check_interrupt
-from .errors import NodeInputError
+from .errors import NodeInputError, blocked
 from .loader_node import appended_dimensions, leading_dimensions
 from .score_display import scores_payload, show_scores
 from .scoring import dimensions_for_inputs, first_frames_for, score_clips
@@ -29,12 +29,6 @@ def frames_from(node: str, frames: torch.Tensor | None, video: object | None) ->
     if frames is None:
         raise NodeInputError(node, "frames", "no clip connected.", "connect IMAGE frames or a VIDEO.")
     return frames
-
-
-def blocked(message: str) -> Any:
-    from comfy_execution.graph_utils import ExecutionBlocker
-
-    return ExecutionBlocker(message)
 
 
 def not_scored(node: str, dimension: str, reward: Any, warnings: list[str],
