@@ -16,7 +16,7 @@ from comfy_api.latest import io
 
 from .characters_folder import character_roots, stamp
 from .errors import NodeInputError
-from .loader_node import CHARACTER, GALLERY_SETTING
+from .loader_node import CHARACTER, GALLERY_SETTING, has_official_gallery
 from .types import AnimeRewardType
 
 NODE = "AnimeReward Character Gallery"
@@ -80,7 +80,7 @@ class AnimeRewardCharacterGallery(io.ComfyNode):
                                  f"switch {CHARACTER} on in the Loader and put its files in the weights folder "
                                  "(character/IP_checkpoints/...).")
         if characters == OFFICIAL:
-            if not _has_official_gallery(reward.root):
+            if not has_official_gallery(reward.root):
                 raise NodeInputError(cls.NODE_NAME, "characters", "the weights folder has no official gallery "
                                      "(character/videos/ with gallerys.json).",
                                      "pick a folder of your characters, or add the official gallery.")
@@ -93,14 +93,3 @@ class AnimeRewardCharacterGallery(io.ComfyNode):
             setting = root
         handle = dataclasses.replace(reward, reward=reward.reward.with_settings(**{GALLERY_SETTING: setting}))
         return io.NodeOutput(handle)
-
-
-def _has_official_gallery(root: object) -> bool:
-    from ..animereward.weights_layout import locate, locate_parts
-
-    if root is None:
-        return False
-    try:
-        return locate_parts(locate(root, CHARACTER), CHARACTER).get("gallery") is not None  # type: ignore[arg-type]
-    except (OSError, ValueError):
-        return False

@@ -200,19 +200,27 @@ def character_gallery_default(root: Path) -> tuple[Path | None, str | None]:
     """The gallery character_consistency scores against by default: (None, None) for the official gallery
     in the weights folder; else (the artist's characters folder, None) when it holds characters; else
     (None, why there is none)."""
-    from ..animereward.weights_layout import locate, locate_parts
     from .characters_folder import character_roots
 
-    try:
-        if locate_parts(locate(root, CHARACTER), CHARACTER).get("gallery") is not None:
-            return None, None
-    except (OSError, ValueError):
-        pass
+    if has_official_gallery(root):
+        return None, None
     for path in character_roots().values():
         return path, None
     return None, ("no gallery of characters to compare with: neither the official gallery (character/videos/ "
                   "with gallerys.json) in the weights folder nor any character in models/animereward/characters/ "
                   "(a folder per character, <name>/, with a few images each).")
+
+
+def has_official_gallery(root: Path | None) -> bool:
+    """Whether the weights folder holds the official gallery (character/videos/ with gallerys.json)."""
+    from ..animereward.weights_layout import locate, locate_parts
+
+    if root is None:
+        return False
+    try:
+        return locate_parts(locate(root, CHARACTER), CHARACTER).get("gallery") is not None
+    except (OSError, ValueError):
+        return False
 
 
 def check_character_models(node: str) -> None:
